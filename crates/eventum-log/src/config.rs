@@ -1,0 +1,56 @@
+//! The embedded store's tunables. Every queue, batch, buffer and cache has a bound here.
+
+use eventum_core::Limits;
+
+/// Configuration of a [`crate::LogStore`]. The defaults suit a 2-core machine with a few
+/// hundred MiB to spare.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// Input limits (event size, batch size, read size).
+    pub limits: Limits,
+    /// Size a new segment file is preallocated to; a segment rolls over when the next
+    /// group would not fit.
+    pub segment_bytes: u64,
+    /// Most append requests queued for the writer; further callers wait (backpressure).
+    pub append_queue_requests_max: usize,
+    /// Most events written and synced as one group.
+    pub group_commit_events_max: usize,
+    /// Most bytes written and synced as one group.
+    pub group_commit_bytes_max: usize,
+    /// Committed batches the live broadcast keeps for subscribers; a subscriber further
+    /// behind reads from the log instead.
+    pub live_buffer_batches: usize,
+    /// Events one catch-up read of a subscription fetches.
+    pub catch_up_batch_events: usize,
+    /// Streams whose state the writer keeps in memory.
+    pub stream_cache_entries: usize,
+    /// Recent event ids kept to recognise a retried append with expected version
+    /// `any`/`exists` (exact and `no_stream` retries are recognised at any age).
+    pub dedupe_window_events: usize,
+    /// Unindexed events kept in memory before the indexer flushes them to the index file;
+    /// the writer waits when this many are pending.
+    pub index_pending_events_max: usize,
+    /// Bytes of the index file's page cache.
+    pub index_cache_bytes: usize,
+    /// Bytes of decoded-segment read buffer per reader.
+    pub read_buffer_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            segment_bytes: 256 * 1024 * 1024,
+            append_queue_requests_max: 4096,
+            group_commit_events_max: 8192,
+            group_commit_bytes_max: 8 * 1024 * 1024,
+            live_buffer_batches: 1024,
+            catch_up_batch_events: 1024,
+            stream_cache_entries: 100_000,
+            dedupe_window_events: 100_000,
+            index_pending_events_max: 1_000_000,
+            index_cache_bytes: 32 * 1024 * 1024,
+            read_buffer_bytes: 1024 * 1024,
+        }
+    }
+}
