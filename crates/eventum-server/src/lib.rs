@@ -1,1 +1,49 @@
-//! placeholder
+//! Eventum's HTTP/JSON API: a thin layer over [`EventStore`] for appends, reads of
+//! streams, `$all` and categories, SSE subscriptions, an OpenAPI document and a docs UI.
+//! It holds no storage logic; every rule it checks comes from `eventum-core`.
+
+mod api;
+pub mod config;
+pub mod error;
+mod extract;
+pub mod model;
+mod reads;
+mod state;
+mod streams;
+mod subscribe;
+
+use std::sync::Arc;
+
+use eventum_core::EventStore;
+use tokio::net::TcpListener;
+
+pub use config::{DEFAULT_LISTEN_ADDR, ServerConfig};
+pub use error::{ApiError, status_for};
+
+use state::AppState;
+
+/// The application router over `store`. Subscriptions it serves end only when their client
+/// leaves or the store closes; [`serve`] also ends them on shutdown.
+pub fn router(store: Arc<dyn EventStore>, config: ServerConfig) -> axum::Router {
+    api::build(AppState::new(store, config))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then stops accepting, ends open
+/// subscriptions and waits for in-flight requests to finish.
+pub async fn serve(
+    store: Arc<dyn EventStore>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::new(store, config);
+    let signal = state.shutdown.clone();
+    let app = api::build(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: ending subscriptions, finishing requests");
+            signal.send_replace(true);
+        })
+        .await
+}

@@ -1,0 +1,41 @@
+//! What every handler shares: the store, the settings, and the shutdown signal that ends
+//! open subscriptions.
+
+use std::sync::Arc;
+
+use eventum_core::EventStore;
+use tokio::sync::watch;
+
+use crate::config::ServerConfig;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub config: Arc<ServerConfig>,
+    /// Effective request body limit, derived once from the store's limits.
+    pub body_limit: usize,
+    /// Flips to `true` when the server shuts down. SSE responses never end on their own,
+    /// so without this a graceful shutdown would wait for them forever.
+    pub shutdown: Arc<watch::Sender<bool>>,
+}
+
+impl AppState {
+    pub fn new(store: Arc<dyn EventStore>, config: ServerConfig) -> Self {
+        let body_limit = config.body_limit_for(store.limits());
+        Self {
+            store,
+            config: Arc::new(config),
+            body_limit,
+            shutdown: Arc::new(watch::channel(false).0),
+        }
+    }
+
+    /// Resolves once the server starts shutting down.
+    pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.shutdown.subscribe();
+        async move {
+            // An error means the sender is gone, which is a shutdown too.
+            let _ = rx.wait_for(|down| *down).await;
+        }
+    }
+}
