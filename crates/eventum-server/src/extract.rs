@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// A JSON request body, parsed with serde_json so that every failure (syntax, missing
+/// A JSON object request body, parsed with serde_json so that every failure (syntax, missing
 /// field, wrong type) is a 400 `malformed_request`, and an oversized body a 413.
 pub struct JsonBody<T>(pub T);
 
@@ -38,6 +38,13 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         let bytes = Bytes::from_request(req, state)
             .await
             .map_err(|e| bytes_rejection(e, state.body_limit))?;
+        // serde would also read a struct from an array of its fields in order; every body
+        // of this API is an object, so anything else is refused.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::malformed(
+                "the request body must be a JSON object",
+            ));
+        }
         serde_json::from_slice(&bytes)
             .map(JsonBody)
             .map_err(|e| ApiError::malformed(format!("invalid JSON body: {e}")))

@@ -34,8 +34,11 @@ impl AppState {
     pub fn shutting_down(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.shutdown.subscribe();
         async move {
-            // An error means the sender is gone, which is a shutdown too.
-            let _ = rx.wait_for(|down| *down).await;
+            // The sender goes away when the router is dropped, which can happen while a
+            // response is still streaming (one-shot use); that is not a shutdown.
+            if rx.wait_for(|down| *down).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         }
     }
 }

@@ -227,6 +227,10 @@ async fn missing_and_deleted_streams() {
             .iter()
             .any(|e| e["stream"] == "gone-1")
     );
+    // Reads may inspect the system stream that records the deletion.
+    let sys = get(&app, "/streams/$$gone-1").await;
+    assert_eq!(sys.status, StatusCode::OK, "{}", sys.text);
+    assert_eq!(sys.json()["events"][0]["type"], json!("$stream-deleted"));
     let meta = get(&app, "/streams/gone-1/metadata").await.json();
     assert_eq!(meta["deleted"], json!(true));
 }

@@ -124,7 +124,7 @@ pub async fn append_n(app: &Router, stream: &str, n: usize) -> Value {
 /// Number of events in `$all`, read straight from the store.
 pub async fn all_count(store: &MemoryStore) -> usize {
     store
-        .read_all(None, ReadDirection::Forward, 10_000)
+        .read_all(None, ReadDirection::Forward, store.limits().read_events_max)
         .await
         .unwrap()
         .len()
