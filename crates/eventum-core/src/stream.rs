@@ -11,6 +11,12 @@ pub const STREAM_NAME_BYTES_MAX: usize = 256;
 /// (`$$order-42` belongs to `order-42`).
 pub const METADATA_STREAM_PREFIX: &str = "$$";
 
+/// Event type of the marker that soft-deletes a stream, recorded in its metadata stream.
+pub const STREAM_DELETED_TYPE: &str = "$stream-deleted";
+/// Event type of a change of a stream's retention metadata, recorded in its metadata
+/// stream; its data is a [`crate::StreamMetadata`].
+pub const METADATA_TYPE: &str = "$metadata";
+
 /// A validated stream name: non-empty, at most [`STREAM_NAME_BYTES_MAX`] bytes, no control
 /// characters. Names starting with `$` are reserved for the system and can only be built
 /// with [`StreamName::system`].

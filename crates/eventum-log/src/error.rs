@@ -10,11 +10,21 @@ pub enum OpenError {
     Locked { dir: PathBuf },
     /// A record before the end of the log fails its checksum or does not decode. Nothing
     /// was served; `eventum verify --repair` truncates the log at this point.
-    #[error("corrupt record in {file} at byte offset {offset}: {reason}; run `eventum verify --data DIR --repair` to truncate the log there (events from that point on are lost)")]
-    Corrupt { file: PathBuf, offset: u64, reason: String },
+    #[error(
+        "corrupt record in {file} at byte offset {offset}: {reason}; run `eventum verify --data DIR --repair` to truncate the log there (events from that point on are lost)"
+    )]
+    Corrupt {
+        file: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// The directory holds a format this build does not read.
     #[error("{file}: unsupported format version {found} (this build reads version {supported})")]
-    UnsupportedFormat { file: PathBuf, found: u32, supported: u32 },
+    UnsupportedFormat {
+        file: PathBuf,
+        found: u32,
+        supported: u32,
+    },
     #[error("index {file}: {reason}")]
     Index { file: PathBuf, reason: String },
     #[error("{context}: {source}")]
@@ -27,6 +37,9 @@ pub enum OpenError {
 
 impl OpenError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        OpenError::Io { context: context.into(), source }
+        OpenError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

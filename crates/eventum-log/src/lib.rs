@@ -1,10 +1,18 @@
 //! Eventum's embedded storage engine: an append-only, checksummed, preallocated segment
 //! log with group commit, a persisted stream index, crash recovery and verification.
 
+pub mod codec;
 pub mod config;
+pub mod disk;
 pub mod error;
+mod index;
+mod indexer;
+mod recovery;
+pub mod segment;
+mod shared;
 mod store;
 pub mod verify;
+mod writer;
 
 pub use config::LogConfig;
 pub use error::OpenError;

@@ -1,0 +1,496 @@
+//! The persisted index: stream → version → (position, offset), category → position →
+//! offset, a sparse position → offset map for `$all`, and each stream's state. It lives in
+//! a redb file beside the log and is only a cache of the log: it records how far it has
+//! indexed, and whatever it lacks is rebuilt from the log on open.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use eventum_core::{StorageError, StorageErrorKind, StreamMetadata, category_of};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::error::OpenError;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
+const STREAM_EVENTS: TableDefinition<(u64, u64), (u64, u64)> =
+    TableDefinition::new("stream_events");
+const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("categories");
+const CATEGORY_EVENTS: TableDefinition<(u64, u64), u64> = TableDefinition::new("category_events");
+const SPARSE: TableDefinition<u64, u64> = TableDefinition::new("sparse");
+
+/// Every `SPARSE_EVERY`th position has its offset recorded, so a `$all` read starts at
+/// most this many records before its first wanted one.
+pub const SPARSE_EVERY: u64 = 64;
+/// Version of the index's own layout; an index of another version is rebuilt.
+const INDEX_FORMAT_VERSION: u64 = 1;
+
+/// How far the durable index reaches: everything before `next_position` is indexed, and
+/// the log continues at `offset` of the segment starting at `segment_base`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct IndexTail {
+    pub next_position: u64,
+    pub segment_base: u64,
+    pub offset: u64,
+}
+
+/// A stream's row.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct StreamRow {
+    pub stream_no: u64,
+    pub last_version: Option<u64>,
+    pub deleted: bool,
+    pub metadata: StreamMetadata,
+}
+
+impl StreamRow {
+    fn encode(&self) -> [u8; 34] {
+        let mut b = [0u8; 34];
+        b[0..8].copy_from_slice(&self.stream_no.to_le_bytes());
+        b[8..16].copy_from_slice(&self.last_version.map_or(0, |v| v + 1).to_le_bytes());
+        b[16] = u8::from(self.deleted);
+        b[17] = u8::from(self.metadata.max_count.is_some())
+            | (u8::from(self.metadata.max_age_s.is_some()) << 1);
+        b[18..26].copy_from_slice(&self.metadata.max_count.unwrap_or(0).to_le_bytes());
+        b[26..34].copy_from_slice(&self.metadata.max_age_s.unwrap_or(0).to_le_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 34 {
+            return None;
+        }
+        let u = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
+        Some(Self {
+            stream_no: u(0),
+            last_version: u(8).checked_sub(1),
+            deleted: b[16] != 0,
+            metadata: StreamMetadata {
+                max_count: (b[17] & 1 != 0).then(|| u(18)),
+                max_age_s: (b[17] & 2 != 0).then(|| u(26)),
+            },
+        })
+    }
+}
+
+/// A change to a stream's state carried by a system event in `$${stream}`.
+#[derive(Clone, Debug)]
+pub enum StreamChange {
+    Deleted {
+        target: String,
+    },
+    Metadata {
+        target: String,
+        metadata: StreamMetadata,
+    },
+}
+
+/// One event as the index needs it.
+#[derive(Clone, Debug)]
+pub struct IndexEntry {
+    pub position: u64,
+    pub offset: u64,
+    pub stream: String,
+    pub version: u64,
+    pub change: Option<StreamChange>,
+}
+
+pub struct Index {
+    path: PathBuf,
+    /// `None` once closed, so that a closed store releases the file even while
+    /// subscriptions still hold the shared state.
+    db: RwLock<Option<Database>>,
+}
+
+fn storage(e: impl std::fmt::Display) -> StorageError {
+    StorageError::new(StorageErrorKind::Io, format!("index: {e}"))
+}
+
+fn closed() -> StorageError {
+    StorageError::new(StorageErrorKind::Unavailable, "the store is shut down")
+}
+
+impl Index {
+    /// Opens the index, or creates an empty one when it is missing, unreadable or of
+    /// another layout version (it is rebuilt from the log afterwards).
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, OpenError> {
+        let open = || Database::builder().set_cache_size(cache_bytes).create(path);
+        let db = match open() {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "index unreadable; rebuilding it from the log");
+                std::fs::remove_file(path)
+                    .map_err(|e| OpenError::io(format!("removing {}", path.display()), e))?;
+                open().map_err(|e| OpenError::Index {
+                    file: path.to_owned(),
+                    reason: e.to_string(),
+                })?
+            }
+        };
+        let index = Self {
+            path: path.to_owned(),
+            db: RwLock::new(Some(db)),
+        };
+        let version = index
+            .meta("format_version")
+            .map_err(|e| index.open_error(e))?;
+        if version.is_some_and(|v| v != INDEX_FORMAT_VERSION) {
+            index.clear().map_err(|e| index.open_error(e))?;
+        }
+        Ok(index)
+    }
+
+    fn open_error(&self, e: StorageError) -> OpenError {
+        OpenError::Index {
+            file: self.path.clone(),
+            reason: e.message,
+        }
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let guard = self.db.read().expect("index lock poisoned");
+        f(guard.as_ref().ok_or_else(closed)?)
+    }
+
+    /// Closes the file. Later calls fail with `unavailable`.
+    pub fn close(&self) {
+        self.db.write().expect("index lock poisoned").take();
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            let table = match txn.open_table(META) {
+                Ok(t) => t,
+                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+                Err(e) => return Err(storage(e)),
+            };
+            Ok(table.get(key).map_err(storage)?.map(|v| v.value()))
+        })
+    }
+
+    /// How far the index reaches, or `None` for an empty index.
+    pub fn tail(&self) -> Result<Option<IndexTail>, StorageError> {
+        let Some(next_position) = self.meta("next_position")? else {
+            return Ok(None);
+        };
+        Ok(Some(IndexTail {
+            next_position,
+            segment_base: self.meta("tail_segment_base")?.unwrap_or(0),
+            offset: self.meta("tail_offset")?.unwrap_or(0),
+        }))
+    }
+
+    /// Drops every entry (before a rebuild from the log).
+    pub fn clear(&self) -> Result<(), StorageError> {
+        self.with_db(|db| {
+            let txn = db.begin_write().map_err(storage)?;
+            for t in [
+                "meta",
+                "streams",
+                "stream_events",
+                "categories",
+                "category_events",
+                "sparse",
+            ] {
+                txn.delete_table(redb::TableDefinition::<&str, u64>::new(t))
+                    .ok();
+            }
+            {
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                meta.insert("format_version", INDEX_FORMAT_VERSION)
+                    .map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// Indexes `entries` (consecutive positions) and records `tail` as the new reach. With
+    /// `durable`, the index file is synced; otherwise the change is visible to readers at
+    /// once but may be lost in a crash (and is then rebuilt from the log).
+    pub fn apply(
+        &self,
+        entries: &[IndexEntry],
+        tail: IndexTail,
+        durable: bool,
+    ) -> Result<(), StorageError> {
+        self.with_db(|db| {
+            let mut txn = db.begin_write().map_err(storage)?;
+            txn.set_durability(if durable {
+                Durability::Immediate
+            } else {
+                Durability::None
+            })
+            .map_err(storage)?;
+            txn.set_quick_repair(true);
+            {
+                let mut meta = txn.open_table(META).map_err(storage)?;
+                let mut streams = txn.open_table(STREAMS).map_err(storage)?;
+                let mut stream_events = txn.open_table(STREAM_EVENTS).map_err(storage)?;
+                let mut categories = txn.open_table(CATEGORIES).map_err(storage)?;
+                let mut category_events = txn.open_table(CATEGORY_EVENTS).map_err(storage)?;
+                let mut sparse = txn.open_table(SPARSE).map_err(storage)?;
+                let get_meta = |m: &redb::Table<&str, u64>, k: &str| -> Result<u64, StorageError> {
+                    Ok(m.get(k).map_err(storage)?.map_or(0, |v| v.value()))
+                };
+                let mut next_stream_no = get_meta(&meta, "next_stream_no")?;
+                let mut next_category_no = get_meta(&meta, "next_category_no")?;
+                let mut rows: HashMap<String, StreamRow> = HashMap::new();
+                let mut category_nos: HashMap<String, u64> = HashMap::new();
+                for entry in entries {
+                    let row = load_row(&streams, &mut rows, &entry.stream, &mut next_stream_no)?;
+                    row.last_version = Some(entry.version);
+                    let stream_no = row.stream_no;
+                    stream_events
+                        .insert((stream_no, entry.version), (entry.position, entry.offset))
+                        .map_err(storage)?;
+                    let category = category_of(&entry.stream);
+                    let category_no = match category_nos.get(category) {
+                        Some(n) => *n,
+                        None => {
+                            let existing = categories
+                                .get(category)
+                                .map_err(storage)?
+                                .map(|n| n.value());
+                            let n = match existing {
+                                Some(n) => n,
+                                None => {
+                                    let n = next_category_no;
+                                    next_category_no += 1;
+                                    categories.insert(category, n).map_err(storage)?;
+                                    n
+                                }
+                            };
+                            category_nos.insert(category.to_owned(), n);
+                            n
+                        }
+                    };
+                    category_events
+                        .insert((category_no, entry.position), entry.offset)
+                        .map_err(storage)?;
+                    if entry.position % SPARSE_EVERY == 0 {
+                        sparse
+                            .insert(entry.position, entry.offset)
+                            .map_err(storage)?;
+                    }
+                    match &entry.change {
+                        Some(StreamChange::Deleted { target }) => {
+                            load_row(&streams, &mut rows, target, &mut next_stream_no)?.deleted =
+                                true;
+                        }
+                        Some(StreamChange::Metadata { target, metadata }) => {
+                            load_row(&streams, &mut rows, target, &mut next_stream_no)?.metadata =
+                                metadata.clone();
+                        }
+                        None => {}
+                    }
+                }
+                for (name, row) in &rows {
+                    streams
+                        .insert(name.as_str(), &row.encode()[..])
+                        .map_err(storage)?;
+                }
+                meta.insert("format_version", INDEX_FORMAT_VERSION)
+                    .map_err(storage)?;
+                meta.insert("next_stream_no", next_stream_no)
+                    .map_err(storage)?;
+                meta.insert("next_category_no", next_category_no)
+                    .map_err(storage)?;
+                meta.insert("next_position", tail.next_position)
+                    .map_err(storage)?;
+                meta.insert("tail_segment_base", tail.segment_base)
+                    .map_err(storage)?;
+                meta.insert("tail_offset", tail.offset).map_err(storage)?;
+            }
+            txn.commit().map_err(storage)
+        })
+    }
+
+    /// A stream's row, if the stream was ever written or described.
+    pub fn stream_row(&self, name: &str) -> Result<Option<StreamRow>, StorageError> {
+        self.read(STREAMS, |t| {
+            Ok(t.get(name)
+                .map_err(storage)?
+                .and_then(|v| StreamRow::decode(v.value())))
+        })
+        .map(Option::flatten)
+    }
+
+    /// `(version, position, offset)` of a stream's events, from `from_version` in
+    /// `direction`, at most `limit`.
+    pub fn stream_events(
+        &self,
+        stream_no: u64,
+        from_version: u64,
+        forward: bool,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64, u64)>, StorageError> {
+        self.read(STREAM_EVENTS, |t| {
+            let range = if forward {
+                t.range((stream_no, from_version)..=(stream_no, u64::MAX))
+            } else {
+                t.range((stream_no, 0)..=(stream_no, from_version))
+            }
+            .map_err(storage)?;
+            let mut out = Vec::with_capacity(limit.min(1024));
+            let mut push = |item: Result<
+                (
+                    redb::AccessGuard<'_, (u64, u64)>,
+                    redb::AccessGuard<'_, (u64, u64)>,
+                ),
+                redb::StorageError,
+            >|
+             -> Result<bool, StorageError> {
+                let (k, v) = item.map_err(storage)?;
+                let (position, offset) = v.value();
+                out.push((k.value().1, position, offset));
+                Ok(out.len() < limit)
+            };
+            if forward {
+                for item in range {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            } else {
+                for item in range.rev() {
+                    if !push(item)? {
+                        break;
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    /// The position of a stream's event at `version`.
+    pub fn stream_event(
+        &self,
+        stream_no: u64,
+        version: u64,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        self.read(STREAM_EVENTS, |t| {
+            Ok(t.get((stream_no, version))
+                .map_err(storage)?
+                .map(|v| v.value()))
+        })
+        .map(Option::flatten)
+    }
+
+    /// `(position, offset)` of a category's events from position `from`, at most `limit`.
+    pub fn category_events(
+        &self,
+        category: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StorageError> {
+        let Some(category_no) = self
+            .read(CATEGORIES, |t| {
+                Ok(t.get(category).map_err(storage)?.map(|v| v.value()))
+            })?
+            .flatten()
+        else {
+            return Ok(Vec::new());
+        };
+        self.read(CATEGORY_EVENTS, |t| {
+            let mut out = Vec::new();
+            for item in t
+                .range((category_no, from)..=(category_no, u64::MAX))
+                .map_err(storage)?
+            {
+                let (k, v) = item.map_err(storage)?;
+                out.push((k.value().1, v.value()));
+                if out.len() >= limit {
+                    break;
+                }
+            }
+            Ok(out)
+        })
+        .map(Option::unwrap_or_default)
+    }
+
+    /// The recorded `(position, offset)` nearest at or before `position`.
+    pub fn sparse_floor(&self, position: u64) -> Result<Option<(u64, u64)>, StorageError> {
+        self.read(SPARSE, |t| {
+            Ok(match t.range(..=position).map_err(storage)?.next_back() {
+                Some(item) => {
+                    let (k, v) = item.map_err(storage)?;
+                    Some((k.value(), v.value()))
+                }
+                None => None,
+            })
+        })
+        .map(Option::flatten)
+    }
+
+    /// Runs `f` on a table in a read transaction; `None` when the table does not exist yet.
+    fn read<K: redb::Key + 'static, V: redb::Value + 'static, T>(
+        &self,
+        def: TableDefinition<K, V>,
+        f: impl FnOnce(&redb::ReadOnlyTable<K, V>) -> Result<T, StorageError>,
+    ) -> Result<Option<T>, StorageError> {
+        self.with_db(|db| {
+            let txn = db.begin_read().map_err(storage)?;
+            match txn.open_table(def) {
+                Ok(t) => f(&t).map(Some),
+                Err(redb::TableError::TableDoesNotExist(_)) => Ok(None),
+                Err(e) => Err(storage(e)),
+            }
+        })
+    }
+}
+
+fn load_row<'a>(
+    streams: &redb::Table<&str, &[u8]>,
+    rows: &'a mut HashMap<String, StreamRow>,
+    name: &str,
+    next_stream_no: &mut u64,
+) -> Result<&'a mut StreamRow, StorageError> {
+    if !rows.contains_key(name) {
+        let row = match streams
+            .get(name)
+            .map_err(storage)?
+            .and_then(|v| StreamRow::decode(v.value()))
+        {
+            Some(row) => row,
+            None => {
+                let row = StreamRow {
+                    stream_no: *next_stream_no,
+                    ..StreamRow::default()
+                };
+                *next_stream_no += 1;
+                row
+            }
+        };
+        rows.insert(name.to_owned(), row);
+    }
+    Ok(rows.get_mut(name).expect("inserted above"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_row_round_trips() {
+        let row = StreamRow {
+            stream_no: 9,
+            last_version: Some(0),
+            deleted: true,
+            metadata: StreamMetadata {
+                max_count: Some(0),
+                max_age_s: None,
+            },
+        };
+        assert_eq!(StreamRow::decode(&row.encode()), Some(row));
+        assert_eq!(
+            StreamRow::decode(&StreamRow::default().encode()),
+            Some(StreamRow::default())
+        );
+    }
+}

@@ -1,0 +1,111 @@
+//! The indexer thread: takes durable groups from the writer in order, adds them to the
+//! index, then makes them visible to readers, publishes them to live subscribers and
+//! acknowledges their appends. The index is synced at most about once a second (it is
+//! rebuilt from the log after a crash), so the hot path pays for one log fsync only.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use eventum_core::subscription::LiveBatch;
+use eventum_core::{AppendError, AppendResult, RecordedEvent, StorageError};
+use tokio::sync::broadcast;
+
+use crate::index::{IndexEntry, IndexTail};
+use crate::shared::Shared;
+use crate::writer::Reply;
+
+/// How often, at most, the index file is synced while appends flow.
+const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+
+pub(crate) enum IndexJob {
+    Group {
+        entries: Vec<IndexEntry>,
+        tail: IndexTail,
+        /// The group's events for live subscribers; empty when there were none.
+        live: Vec<RecordedEvent>,
+        replies: Vec<(Reply, Result<AppendResult, AppendError>)>,
+    },
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+impl IndexJob {
+    /// Answers every successful append of the group with `err` (the events are durable
+    /// but could not be indexed; a retry is recognised after restart).
+    pub fn fail(self, err: StorageError) {
+        if let IndexJob::Group { replies, .. } = self {
+            for (reply, result) in replies {
+                let _ = reply.send(result.and(Err(err.clone().into())));
+            }
+        }
+    }
+}
+
+pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::Sender<LiveBatch>) {
+    let mut last_sync = Instant::now();
+    let mut unsynced: Option<IndexTail> = None;
+    loop {
+        let job = match rx.recv_timeout(INDEX_SYNC_INTERVAL) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(tail) = unsynced.take() {
+                    sync(&shared, tail);
+                    last_sync = Instant::now();
+                }
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        match job {
+            IndexJob::Group {
+                entries,
+                tail,
+                live: events,
+                replies,
+            } => {
+                let durable = last_sync.elapsed() >= INDEX_SYNC_INTERVAL;
+                if let Err(err) = shared.index.apply(&entries, tail, durable) {
+                    tracing::error!(error = %err, "indexing failed; refusing further appends");
+                    *shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+                    IndexJob::Group {
+                        entries,
+                        tail,
+                        live: events,
+                        replies,
+                    }
+                    .fail(err);
+                    continue;
+                }
+                if durable {
+                    last_sync = Instant::now();
+                    unsynced = None;
+                } else {
+                    unsynced = Some(tail);
+                }
+                shared
+                    .visible_next
+                    .store(tail.next_position, Ordering::Release);
+                if !events.is_empty() {
+                    let _ = live.send(events.into());
+                }
+                for (reply, result) in replies {
+                    let _ = reply.send(result);
+                }
+            }
+            IndexJob::Shutdown(ack) => {
+                if let Some(tail) = unsynced.take() {
+                    sync(&shared, tail);
+                }
+                let _ = ack.send(());
+                break;
+            }
+        }
+    }
+}
+
+fn sync(shared: &Shared, tail: IndexTail) {
+    if let Err(err) = shared.index.apply(&[], tail, true) {
+        tracing::warn!(error = %err, "index sync failed; it will be rebuilt from the log on open");
+    }
+}

@@ -1,0 +1,542 @@
+//! The writer thread: takes append requests from a bounded queue, decides each against the
+//! streams' current versions, encodes a whole group into one buffer, writes it with one
+//! `write` and makes it durable with one `fdatasync` (group commit), then hands the group
+//! to the indexer, which makes it visible and acknowledges it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::mpsc::SyncSender;
+
+use eventum_core::{
+    ActualVersion, AppendError, AppendResult, ExpectedVersion, NewEvent, RecordedEvent,
+    StorageError, StorageErrorKind, StreamMetadata, StreamName,
+};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::codec::{self, RecordHeader};
+use crate::index::{IndexEntry, IndexTail, StreamChange};
+use crate::indexer::IndexJob;
+use crate::segment::{SEGMENT_HEADER_BYTES, Segment};
+use crate::shared::{Shared, io_error, now_us};
+
+pub(crate) type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
+
+/// What a write request does besides appending its events.
+pub(crate) enum WriteKind {
+    Append,
+    /// Soft-deletes the target; the events are the marker for `$${target}`.
+    Delete,
+    /// Sets the target's metadata; the events are the record for `$${target}`.
+    Metadata(StreamMetadata),
+}
+
+pub(crate) struct WriteRequest {
+    /// The stream whose version is checked.
+    pub target: StreamName,
+    pub kind: WriteKind,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+    pub reply: Reply,
+}
+
+pub(crate) enum Command {
+    Write(WriteRequest),
+    Shutdown(std::sync::mpsc::Sender<()>),
+}
+
+#[derive(Clone)]
+struct CachedStream {
+    last_version: Option<u64>,
+    deleted: bool,
+    /// The next position after this stream's last change; once the index has reached it,
+    /// the entry may be evicted and reloaded from the index.
+    touched: u64,
+}
+
+/// Recently written event ids, to recognise a retried append whatever its expectation.
+struct Dedupe {
+    capacity: usize,
+    order: VecDeque<Uuid>,
+    ids: HashMap<Uuid, (Arc<str>, u64, u64)>,
+}
+
+impl Dedupe {
+    fn insert(&mut self, id: Uuid, stream: Arc<str>, version: u64, position: u64) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.order.len() >= self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+        self.order.push_back(id);
+        self.ids.insert(id, (stream, version, position));
+    }
+}
+
+enum Decision {
+    Retry(AppendResult),
+    Write {
+        stream: Arc<str>,
+        first_version: u64,
+        change: Option<StreamChange>,
+    },
+}
+
+pub(crate) struct Writer {
+    pub shared: Arc<Shared>,
+    pub rx: mpsc::Receiver<Command>,
+    pub indexer: SyncSender<IndexJob>,
+    pub active: Arc<Segment>,
+    pub offset: u64,
+    pub next_position: u64,
+    streams: HashMap<String, CachedStream>,
+    dedupe: Dedupe,
+    buf: Vec<u8>,
+    last_ts_us: i64,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Command>,
+        indexer: SyncSender<IndexJob>,
+        active: Arc<Segment>,
+        offset: u64,
+        next_position: u64,
+        recent: Vec<RecordedEvent>,
+    ) -> Self {
+        let capacity = shared.config.dedupe_window_events;
+        let mut dedupe = Dedupe {
+            capacity,
+            order: VecDeque::new(),
+            ids: HashMap::new(),
+        };
+        for e in recent {
+            dedupe.insert(e.id, Arc::from(e.stream.as_str()), e.version, e.position);
+        }
+        Self {
+            shared,
+            rx,
+            indexer,
+            active,
+            offset,
+            next_position,
+            streams: HashMap::new(),
+            dedupe,
+            buf: Vec::new(),
+            last_ts_us: 0,
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut group = Vec::new();
+        while let Some(command) = self.rx.blocking_recv() {
+            let mut shutdown = None;
+            match command {
+                Command::Write(r) => group.push(r),
+                Command::Shutdown(ack) => shutdown = Some(ack),
+            }
+            if shutdown.is_none() {
+                let (mut events, mut bytes) = (group[0].events.len(), 0usize);
+                while events < self.shared.config.group_commit_events_max
+                    && bytes < self.shared.config.group_commit_bytes_max
+                {
+                    match self.rx.try_recv() {
+                        Ok(Command::Write(r)) => {
+                            events += r.events.len();
+                            bytes += r.events.iter().map(NewEvent::size_bytes).sum::<usize>();
+                            group.push(r);
+                        }
+                        Ok(Command::Shutdown(ack)) => {
+                            shutdown = Some(ack);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                self.commit_group(&mut group);
+            }
+            if let Some(ack) = shutdown {
+                let (tx, rx) = std::sync::mpsc::channel();
+                if self.indexer.send(IndexJob::Shutdown(tx)).is_ok() {
+                    let _ = rx.recv();
+                }
+                let _ = ack.send(());
+                return;
+            }
+        }
+    }
+
+    fn lookup(&mut self, name: &str) -> Result<CachedStream, StorageError> {
+        if let Some(s) = self.streams.get(name) {
+            return Ok(s.clone());
+        }
+        if self.streams.len() >= self.shared.config.stream_cache_entries {
+            let indexed = self.shared.visible_next();
+            self.streams.retain(|_, s| s.touched > indexed);
+        }
+        let row = self.shared.index.stream_row(name)?;
+        let cached = CachedStream {
+            last_version: row.as_ref().and_then(|r| r.last_version),
+            deleted: row.is_some_and(|r| r.deleted),
+            touched: 0,
+        };
+        self.streams.insert(name.to_owned(), cached.clone());
+        Ok(cached)
+    }
+
+    fn commit_group(&mut self, group: &mut Vec<WriteRequest>) {
+        let failure = self
+            .shared
+            .failure
+            .lock()
+            .expect("failure lock poisoned")
+            .clone();
+        if let Some(err) = failure {
+            for r in group.drain(..) {
+                let _ = r.reply.send(Err(err.clone().into()));
+            }
+            return;
+        }
+        self.buf.clear();
+        let group_first = self.next_position;
+        let ts = now_us().max(self.last_ts_us);
+        self.last_ts_us = ts;
+        let build_live = self
+            .shared
+            .live
+            .read()
+            .expect("live lock poisoned")
+            .as_ref()
+            .is_some_and(|l| l.receiver_count() > 0);
+        let mut undo: Vec<(String, Option<CachedStream>)> = Vec::new();
+        let mut entries = Vec::new();
+        let mut live = Vec::new();
+        let mut replies: Vec<(Reply, Result<AppendResult, AppendError>)> = Vec::new();
+        let mut ids = Vec::new();
+        let mut position = group_first;
+        for req in group.drain(..) {
+            let decision = match self.decide(&req, position, &mut undo) {
+                Ok(d) => d,
+                Err(e) => {
+                    replies.push((req.reply, Err(e)));
+                    continue;
+                }
+            };
+            let (stream, first_version, change) = match decision {
+                Decision::Retry(result) => {
+                    replies.push((req.reply, Ok(result)));
+                    continue;
+                }
+                Decision::Write {
+                    stream,
+                    first_version,
+                    change,
+                } => (stream, first_version, change),
+            };
+            let mut version = first_version;
+            for event in req.events {
+                let id = event.id();
+                let offset = self.buf.len() as u64;
+                let header = RecordHeader {
+                    position,
+                    group_first_position: group_first,
+                    stream_version: version,
+                    recorded_at_us: ts,
+                    id,
+                    correlation_id: event.correlation_id().unwrap_or(id),
+                    causation_id: event.causation_id().unwrap_or(id),
+                    stream: &stream,
+                    event_type: event.event_type(),
+                    data: event.data(),
+                    metadata: event.metadata(),
+                };
+                codec::encode(&header, &mut self.buf);
+                if build_live {
+                    live.push(RecordedEvent {
+                        stream: stream.to_string(),
+                        version,
+                        position,
+                        recorded_at_us: ts,
+                        id,
+                        event_type: event.event_type().to_owned(),
+                        data: event.data().clone(),
+                        metadata: event.metadata().clone(),
+                        correlation_id: header.correlation_id,
+                        causation_id: header.causation_id,
+                    });
+                }
+                entries.push(IndexEntry {
+                    position,
+                    offset,
+                    stream: stream.to_string(),
+                    version,
+                    change: change.clone(),
+                });
+                ids.push((id, stream.clone(), version, position));
+                position += 1;
+                version += 1;
+            }
+            let result = AppendResult {
+                next_expected_version: version - 1,
+                position: position - 1,
+            };
+            replies.push((req.reply, Ok(result)));
+        }
+        if self.buf.is_empty() {
+            for (reply, result) in replies {
+                let _ = reply.send(result);
+            }
+            return;
+        }
+        match self.write_durably(group_first) {
+            Ok(base) => {
+                for e in &mut entries {
+                    e.offset += base;
+                }
+                self.offset = base + self.buf.len() as u64;
+                self.next_position = position;
+                for (id, stream, version, position) in ids {
+                    self.dedupe.insert(id, stream, version, position);
+                }
+                let tail = IndexTail {
+                    next_position: position,
+                    segment_base: self.active.base_position,
+                    offset: self.offset,
+                };
+                let job = IndexJob::Group {
+                    entries,
+                    tail,
+                    live,
+                    replies,
+                };
+                if let Err(std::sync::mpsc::SendError(job)) = self.indexer.send(job) {
+                    job.fail(StorageError::new(
+                        StorageErrorKind::Unavailable,
+                        "the indexer stopped",
+                    ));
+                }
+            }
+            Err(err) => {
+                for (name, previous) in undo.into_iter().rev() {
+                    match previous {
+                        Some(s) => self.streams.insert(name, s),
+                        None => self.streams.remove(&name),
+                    };
+                }
+                for (reply, result) in replies {
+                    let _ = reply.send(result.and(Err(err.clone().into())));
+                }
+            }
+        }
+    }
+
+    /// Writes the encoded group with one write and one fdatasync, rolling over to a new
+    /// segment first when it would not fit. Returns the offset it was written at.
+    fn write_durably(&mut self, group_first: u64) -> Result<u64, StorageError> {
+        let segment_bytes = self.shared.config.segment_bytes;
+        if self.offset > SEGMENT_HEADER_BYTES && self.offset + self.buf.len() as u64 > segment_bytes
+        {
+            let segment = Segment::create(
+                &*self.shared.disk,
+                &self.shared.log_dir,
+                group_first,
+                segment_bytes,
+            )
+            .map_err(|e| io_error("creating a segment", e))?;
+            let segment = Arc::new(segment);
+            self.shared
+                .segments
+                .write()
+                .expect("segments lock poisoned")
+                .push(segment.clone());
+            self.active = segment;
+            self.offset = SEGMENT_HEADER_BYTES;
+        }
+        let base = self.offset;
+        self.active
+            .file
+            .write_at(&self.buf, base)
+            .map_err(|e| io_error(&format!("writing {}", self.active.path.display()), e))?;
+        if let Err(e) = self.active.file.sync_data() {
+            // After a failed fsync the page cache may hold bytes the disk lost, so no later
+            // success could be trusted: refuse every append until the store is reopened.
+            let err = StorageError::new(
+                StorageErrorKind::WriterFailed,
+                format!(
+                    "fdatasync of {} failed ({e}); the store refuses appends until it is restarted",
+                    self.active.path.display()
+                ),
+            );
+            tracing::error!(error = %err, "durable write failed");
+            *self.shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+            return Err(err);
+        }
+        Ok(base)
+    }
+
+    fn remember(
+        &mut self,
+        undo: &mut Vec<(String, Option<CachedStream>)>,
+        name: &str,
+        update: CachedStream,
+    ) {
+        let previous = self.streams.insert(name.to_owned(), update);
+        undo.push((name.to_owned(), previous));
+    }
+
+    fn decide(
+        &mut self,
+        req: &WriteRequest,
+        position: u64,
+        undo: &mut Vec<(String, Option<CachedStream>)>,
+    ) -> Result<Decision, AppendError> {
+        let target = self.lookup(req.target.as_str())?;
+        if target.deleted {
+            return Err(AppendError::StreamDeleted {
+                stream: req.target.to_string(),
+            });
+        }
+        let actual = ActualVersion::from_option(target.last_version);
+        let n = req.events.len() as u64;
+        if let WriteKind::Append = req.kind {
+            if let Some(result) = self.find_retry(req, actual)? {
+                return Ok(Decision::Retry(result));
+            }
+        }
+        if !req.expected.is_satisfied_by(actual) {
+            return Err(AppendError::WrongExpectedVersion {
+                stream: req.target.to_string(),
+                expected: req.expected,
+                actual,
+            });
+        }
+        match &req.kind {
+            WriteKind::Append => {
+                let first_version = actual.next_version();
+                let update = CachedStream {
+                    last_version: Some(first_version + n - 1),
+                    deleted: false,
+                    touched: position + n,
+                };
+                self.remember(undo, req.target.as_str(), update);
+                Ok(Decision::Write {
+                    stream: Arc::from(req.target.as_str()),
+                    first_version,
+                    change: None,
+                })
+            }
+            WriteKind::Delete | WriteKind::Metadata(_) => {
+                let meta_name = req.target.metadata_stream();
+                let meta = self.lookup(meta_name.as_str())?;
+                let first_version = ActualVersion::from_option(meta.last_version).next_version();
+                let update = CachedStream {
+                    last_version: Some(first_version + n - 1),
+                    deleted: false,
+                    touched: position + n,
+                };
+                self.remember(undo, meta_name.as_str(), update);
+                let target_name = req.target.to_string();
+                let change = match &req.kind {
+                    WriteKind::Delete => {
+                        let update = CachedStream {
+                            deleted: true,
+                            touched: position + n,
+                            ..target
+                        };
+                        self.remember(undo, req.target.as_str(), update);
+                        StreamChange::Deleted {
+                            target: target_name,
+                        }
+                    }
+                    WriteKind::Metadata(m) => StreamChange::Metadata {
+                        target: target_name,
+                        metadata: m.clone(),
+                    },
+                    WriteKind::Append => unreachable!("handled above"),
+                };
+                Ok(Decision::Write {
+                    stream: Arc::from(meta_name.as_str()),
+                    first_version,
+                    change: Some(change),
+                })
+            }
+        }
+    }
+
+    /// The original result when `req` repeats an append that already succeeded.
+    fn find_retry(
+        &self,
+        req: &WriteRequest,
+        actual: ActualVersion,
+    ) -> Result<Option<AppendResult>, StorageError> {
+        let stream = req.target.as_str();
+        let first_version = match req.expected {
+            // An expectation at u64::MAX cannot name versions that exist.
+            ExpectedVersion::Exact(v) => Some(v.checked_add(1).ok_or(()).ok()),
+            ExpectedVersion::NoStream => Some(Some(0)),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        };
+        let Some(first_version) = first_version
+            .map_or(Ok(None), |f| f.ok_or(()).map(Some))
+            .ok()
+        else {
+            return Ok(None);
+        };
+        let n = req.events.len() as u64;
+        // Recent appends: the id window, whatever the expectation.
+        if let Some((s, version, _)) = self.dedupe.ids.get(&req.events[0].id()) {
+            if &**s != stream || first_version.is_some_and(|f| f != *version) {
+                return Ok(None);
+            }
+            let mut last = None;
+            for (i, event) in req.events.iter().enumerate() {
+                match self.dedupe.ids.get(&event.id()) {
+                    Some((s2, v, p)) if &**s2 == stream && *v == version + i as u64 => {
+                        last = Some((*v, *p))
+                    }
+                    _ => return Ok(None),
+                }
+            }
+            return Ok(last.map(|(v, p)| AppendResult {
+                next_expected_version: v,
+                position: p,
+            }));
+        }
+        // Older appends with an exact expectation: compare the ids stored at those versions.
+        let Some(first) = first_version else {
+            return Ok(None);
+        };
+        if actual
+            .as_option()
+            .is_none_or(|last| last < first || last - first < n - 1)
+        {
+            return Ok(None);
+        }
+        let Some(row) = self.shared.index.stream_row(stream)? else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for (i, event) in req.events.iter().enumerate() {
+            let Some((position, offset)) = self
+                .shared
+                .index
+                .stream_event(row.stream_no, first + i as u64)?
+            else {
+                return Ok(None);
+            };
+            let stored = self.shared.read_event(position, offset)?;
+            if stored.id != event.id() {
+                return Ok(None);
+            }
+            last = Some(AppendResult {
+                next_expected_version: stored.version,
+                position,
+            });
+        }
+        Ok(last)
+    }
+}
