@@ -1,1 +1,70 @@
-fn main() {}
+//! The `eventum` command: runs the server, talks to a running one, and checks a data
+//! directory. Each subcommand lives in its own module as an `Args` struct plus `run`;
+//! adding one is an enum variant here and a match arm in [`run`].
+
+mod client;
+mod read;
+mod serve;
+mod sse;
+mod tail;
+mod verify;
+mod write;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "eventum", version, about = "Eventum event store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API over a data directory.
+    Serve(serve::ServeArgs),
+    /// Append one event to a stream.
+    Append(write::AppendArgs),
+    /// Read a stream, a category or $all as JSON lines.
+    Read(read::ReadArgs),
+    /// Follow a stream, a category or $all as JSON lines, resuming after disconnects.
+    Tail(tail::TailArgs),
+    /// Soft-delete a stream.
+    Delete(write::DeleteArgs),
+    /// Check every record of a data directory; optionally truncate at corruption.
+    Verify(verify::VerifyArgs),
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve(args) => serve::run(args).await,
+        Command::Append(args) => write::append(args).await,
+        Command::Read(args) => read::run(args).await,
+        Command::Tail(args) => tail::run(args).await,
+        Command::Delete(args) => write::delete(args).await,
+        Command::Verify(args) => verify::run(args).await,
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr so that stdout stays machine-readable (JSON lines, the
+    // listening line).
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli.command).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eventum: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

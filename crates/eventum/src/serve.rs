@@ -1,0 +1,110 @@
+//! `eventum serve`: opens the data directory, serves the HTTP API, and shuts the store
+//! down cleanly on SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use clap::Args;
+use eventum_core::EventStore;
+use eventum_log::{LogConfig, LogStore, OpenError};
+use eventum_server::{DEFAULT_LISTEN_ADDR, ServerConfig};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "./eventum-data")]
+    pub data: PathBuf,
+    /// Address to listen on; port 0 picks a free port (the listening line tells which).
+    #[arg(long, default_value = DEFAULT_LISTEN_ADDR)]
+    pub listen: String,
+    /// Largest event (type + data + metadata) in bytes.
+    #[arg(long)]
+    pub event_bytes_max: Option<usize>,
+    /// Most events in one append.
+    #[arg(long)]
+    pub batch_events_max: Option<usize>,
+    /// Size of each segment file in bytes.
+    #[arg(long)]
+    pub segment_bytes: Option<u64>,
+}
+
+impl ServeArgs {
+    fn log_config(&self) -> LogConfig {
+        let mut config = LogConfig::default();
+        if let Some(n) = self.event_bytes_max {
+            config.limits.event_bytes_max = n;
+        }
+        if let Some(n) = self.batch_events_max {
+            config.limits.batch_events_max = n;
+        }
+        if let Some(n) = self.segment_bytes {
+            config.segment_bytes = n;
+        }
+        config
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.log_config();
+    let dir = args.data.clone();
+    // Opening may replay the log after a crash: blocking work, off the async workers.
+    let store = tokio::task::spawn_blocking(move || LogStore::open(&dir, config))
+        .await?
+        .map_err(|e| match e {
+            OpenError::Locked { .. } => {
+                anyhow!("{e}; is another `eventum serve` using it?")
+            }
+            e => anyhow::Error::new(e).context(format!(
+                "cannot open data directory {}",
+                args.data.display()
+            )),
+        })?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Tests and scripts wait for this line; println! flushes at the newline.
+    println!(
+        "eventum listening on http://{addr} (data: {})",
+        args.data.display()
+    );
+    let served = eventum_server::serve(
+        store.clone() as Arc<dyn EventStore>,
+        ServerConfig::default(),
+        listener,
+        shutdown_signal(),
+    )
+    .await;
+    // Flush the index and stop the writer even if serving failed.
+    store.shutdown();
+    tracing::info!("stopped");
+    served.context("server failed")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = term => tracing::info!("SIGTERM received"),
+    }
+}
