@@ -1,0 +1,402 @@
+//! `eventum bench`: durable-append, read and catch-up throughput of the embedded store,
+//! each compared with a raw-disk baseline measured in the same run, in the same directory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Args;
+use eventum_core::{
+    EventStore, ExpectedVersion, NewEvent, ReadDirection, StreamName, SubscriptionFrom,
+    SubscriptionTarget,
+};
+use eventum_log::{LogConfig, LogStore};
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::bench_raw;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Directory for the bench's store and baseline files; a fresh `bench-<pid>` directory
+    /// is made inside it and removed afterwards (unless --keep).
+    #[arg(long, default_value = ".")]
+    pub data: PathBuf,
+    /// Seconds each append scenario (and the baseline) runs.
+    #[arg(long, default_value_t = 5)]
+    pub duration: u64,
+    /// Concurrent writers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    pub writers: Vec<usize>,
+    /// Events per append, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,100")]
+    pub batch: Vec<usize>,
+    /// Bytes of each event's data.
+    #[arg(long, default_value_t = 256)]
+    pub event_bytes: usize,
+    /// Events the store holds for the read and catch-up scenarios (topped up if the append
+    /// scenarios wrote fewer).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub read_events: u64,
+    /// Print one JSON document instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Keep the bench directory.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// One measured scenario.
+#[derive(Serialize, Debug, Clone)]
+pub struct Scenario {
+    pub name: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub events_per_s: f64,
+    pub latency_us_p50: Option<u64>,
+    pub latency_us_p99: Option<u64>,
+    pub latency_us_p999: Option<u64>,
+    /// Throughput relative to the raw baseline (write scenarios), or p99 latency relative
+    /// to the raw fdatasync p99 (the single-writer, single-event scenario).
+    pub ratio_to_baseline: Option<f64>,
+}
+
+#[derive(Serialize, Debug)]
+struct Report {
+    machine: String,
+    duration_s: u64,
+    event_bytes: usize,
+    store_open_ms: f64,
+    store_events: u64,
+    rss_mib_after_reads: f64,
+    scenarios: Vec<Scenario>,
+}
+
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+pub(crate) fn scenario(
+    name: String,
+    events: u64,
+    elapsed: Duration,
+    latency: Option<&Histogram<u64>>,
+) -> Scenario {
+    let seconds = elapsed.as_secs_f64();
+    let q = |q: f64| {
+        latency
+            .filter(|h| !h.is_empty())
+            .map(|h| h.value_at_quantile(q))
+    };
+    Scenario {
+        name,
+        events,
+        seconds,
+        events_per_s: events as f64 / seconds.max(1e-9),
+        latency_us_p50: q(0.5),
+        latency_us_p99: q(0.99),
+        latency_us_p999: q(0.999),
+        ratio_to_baseline: None,
+    }
+}
+
+pub(crate) fn progress(quiet: bool, len: u64, label: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>28} [{bar:30}] {pos}/{len} {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let dir = args.data.join(format!("bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = run_in(&args, &dir).await;
+    if !args.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(())
+}
+
+async fn run_in(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
+    let duration = Duration::from_secs(args.duration.max(1));
+    let data = Bytes::from(format!(
+        "\"{}\"",
+        "x".repeat(args.event_bytes.saturating_sub(2))
+    ));
+    let quiet = args.json;
+    let mut scenarios = Vec::new();
+
+    let raw_dir = dir.join("raw");
+    std::fs::create_dir_all(&raw_dir)?;
+    let baseline = bench_raw::batched(&raw_dir, &data, 1000, duration, quiet)?;
+    let fsync = bench_raw::single(&raw_dir, &data, duration.min(Duration::from_secs(3)), quiet)?;
+    let _ = std::fs::remove_dir_all(&raw_dir);
+
+    let store_dir = dir.join("store");
+    let store = LogStore::open(&store_dir, LogConfig::default())?;
+    let template = NewEvent::from_json("BenchEvent", data.clone())?;
+    for &batch in &args.batch {
+        for &writers in &args.writers {
+            let mut s = append_scenario(&store, &template, writers, batch, duration, quiet).await?;
+            s.ratio_to_baseline = Some(s.events_per_s / baseline.events_per_s);
+            if writers == 1 && batch == 1 {
+                if let (Some(p99), Some(raw_p99)) = (s.latency_us_p99, fsync.latency_us_p99) {
+                    s.ratio_to_baseline = Some(p99 as f64 / raw_p99.max(1) as f64);
+                }
+            }
+            scenarios.push(s);
+        }
+    }
+    let have = store.head_position().map_or(0, |p| p + 1);
+    if have < args.read_events {
+        top_up(&store, &template, args.read_events - have, quiet).await?;
+    }
+    store.shutdown();
+    drop(store);
+
+    let started = Instant::now();
+    let store = LogStore::open(&store_dir, LogConfig::default())?;
+    let store_open_ms = started.elapsed().as_secs_f64() * 1e3;
+    let store_events = store.head_position().map_or(0, |p| p + 1);
+    scenarios.push(read_all(&store, store_events, quiet).await?);
+    scenarios.push(catch_up(&store, store_events, quiet).await?);
+    let rss_mib_after_reads = rss_mib();
+    store.shutdown();
+
+    let mut all = vec![baseline, fsync];
+    all.extend(scenarios);
+    Ok(Report {
+        machine: machine(),
+        duration_s: duration.as_secs(),
+        event_bytes: args.event_bytes,
+        store_open_ms,
+        store_events,
+        rss_mib_after_reads,
+        scenarios: all,
+    })
+}
+
+async fn append_scenario(
+    store: &Arc<LogStore>,
+    template: &NewEvent,
+    writers: usize,
+    batch: usize,
+    duration: Duration,
+    quiet: bool,
+) -> anyhow::Result<Scenario> {
+    let name = format!("append {writers} writer(s) x {batch}");
+    let bar = progress(quiet, duration.as_secs(), &name);
+    let events = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(writers);
+    for w in 0..writers {
+        let store = store.clone();
+        let template = template.clone();
+        let events = events.clone();
+        let stream = StreamName::new(format!("bench{writers}x{batch}-{w}"))?;
+        tasks.push(tokio::spawn(async move {
+            let mut latency = histogram();
+            while Instant::now() < deadline {
+                let batch: Vec<_> = (0..batch)
+                    .map(|_| template.clone().with_id(uuid::Uuid::now_v7()))
+                    .collect();
+                let n = batch.len() as u64;
+                let t = Instant::now();
+                store.append(&stream, ExpectedVersion::Any, batch).await?;
+                latency.saturating_record(t.elapsed().as_micros() as u64);
+                events.fetch_add(n, Ordering::Relaxed);
+            }
+            anyhow::Ok(latency)
+        }));
+    }
+    let ticker = {
+        let bar = bar.clone();
+        let events = events.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                bar.set_position(started.elapsed().as_secs());
+                bar.set_message(format!("{} events", events.load(Ordering::Relaxed)));
+            }
+        })
+    };
+    let mut latency = histogram();
+    for t in tasks {
+        latency.add(t.await??)?;
+    }
+    let elapsed = started.elapsed();
+    ticker.abort();
+    bar.finish_and_clear();
+    Ok(scenario(
+        name,
+        events.load(Ordering::Relaxed),
+        elapsed,
+        Some(&latency),
+    ))
+}
+
+/// Appends `count` more events in batches of 1,000 from 4 writers.
+async fn top_up(
+    store: &Arc<LogStore>,
+    template: &NewEvent,
+    count: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let bar = progress(quiet, count, "preloading events");
+    let per_writer = count.div_ceil(4);
+    let mut tasks = Vec::new();
+    for w in 0..4u64 {
+        let store = store.clone();
+        let template = template.clone();
+        let bar = bar.clone();
+        let stream = StreamName::new(format!("preload-{w}"))?;
+        tasks.push(tokio::spawn(async move {
+            let mut left = per_writer.min(count.saturating_sub(w * per_writer));
+            while left > 0 {
+                let n = left.min(1000);
+                let batch: Vec<_> = (0..n)
+                    .map(|_| template.clone().with_id(uuid::Uuid::now_v7()))
+                    .collect();
+                store.append(&stream, ExpectedVersion::Any, batch).await?;
+                left -= n;
+                bar.inc(n);
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    bar.finish_and_clear();
+    Ok(())
+}
+
+async fn read_all(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Result<Scenario> {
+    let bar = progress(quiet, total, "read $all (fresh open)");
+    let started = Instant::now();
+    let (mut from, mut events) = (0u64, 0u64);
+    loop {
+        let page = store
+            .read_all(Some(from), ReadDirection::Forward, 10_000)
+            .await?;
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        events += page.len() as u64;
+        bar.set_position(events);
+    }
+    bar.finish_and_clear();
+    anyhow::ensure!(events == total, "read {events} events of {total}");
+    Ok(scenario(
+        "read $all forward".into(),
+        events,
+        started.elapsed(),
+        None,
+    ))
+}
+
+async fn catch_up(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Result<Scenario> {
+    let bar = progress(quiet, total, "catch-up subscription");
+    let started = Instant::now();
+    let mut sub = store.subscribe(SubscriptionTarget::All, SubscriptionFrom::Position(0));
+    let mut events = 0u64;
+    while events < total {
+        let event = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .context("catch-up subscription stalled")?
+            .context("subscription ended")??;
+        anyhow::ensure!(
+            event.position == events,
+            "subscription skipped from {events} to {}",
+            event.position
+        );
+        events += 1;
+        if events % 65_536 == 0 {
+            bar.set_position(events);
+        }
+    }
+    bar.finish_and_clear();
+    Ok(scenario(
+        "catch-up subscription $all".into(),
+        events,
+        started.elapsed(),
+        None,
+    ))
+}
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown cpu".into());
+    format!("{cores} cores, {model}")
+}
+
+fn print_table(report: &Report) {
+    println!(
+        "eventum bench — {} — {} s per scenario, {}-byte events",
+        report.machine, report.duration_s, report.event_bytes
+    );
+    println!(
+        "{:<36} {:>12} {:>9} {:>9} {:>9} {:>8}",
+        "scenario", "events/s", "p50 µs", "p99 µs", "p999 µs", "ratio"
+    );
+    let opt = |v: Option<u64>| v.map_or("-".to_owned(), |v| v.to_string());
+    for s in &report.scenarios {
+        println!(
+            "{:<36} {:>12.0} {:>9} {:>9} {:>9} {:>8}",
+            s.name,
+            s.events_per_s,
+            opt(s.latency_us_p50),
+            opt(s.latency_us_p99),
+            opt(s.latency_us_p999),
+            s.ratio_to_baseline
+                .map_or("-".to_owned(), |r| format!("{r:.2}")),
+        );
+    }
+    println!(
+        "store: {} events, opened in {:.0} ms; RSS after reads {:.0} MiB",
+        report.store_events, report.store_open_ms, report.rss_mib_after_reads
+    );
+    println!("ratio: throughput / raw baseline; for 1 writer x 1, p99 latency / raw fdatasync p99");
+}
