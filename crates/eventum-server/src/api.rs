@@ -6,7 +6,7 @@ use axum::http::{StatusCode, Uri};
 use axum::routing::any;
 use axum::{Json, Router};
 use eventum_core::ErrorCode;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -74,7 +74,13 @@ pub fn build(state: AppState) -> Router {
     .fallback(not_found)
     .method_not_allowed_fallback(method_not_allowed)
     .layer(DefaultBodyLimit::max(body_limit))
-    .layer(TraceLayer::new_for_http())
+    // One span and one line per request at INFO: method, path, status, latency. Headers
+    // and bodies are never logged.
+    .layer(
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+    )
     .with_state(state)
 }
 
