@@ -134,9 +134,29 @@ pub fn position_of(record: &[u8]) -> u64 {
     u64_at(record, 8)
 }
 
+/// Set in a record's group-first-position field when the record is the last of its group
+/// (positions never reach 2^63). A group whose last record lacks it at the end of the log
+/// was cut short by a crash; recovery drops it whole, so no append is half visible.
+pub const GROUP_END_FLAG: u64 = 1 << 63;
+
 /// The first position of the group a checked record was written in.
 pub fn group_first_position_of(record: &[u8]) -> u64 {
-    u64_at(record, 16)
+    u64_at(record, 16) & !GROUP_END_FLAG
+}
+
+/// Whether a checked record is the last of its group.
+pub fn ends_group(record: &[u8]) -> bool {
+    u64_at(record, 16) & GROUP_END_FLAG != 0
+}
+
+/// Marks the encoded record at the start of `record` as the last of its group and
+/// updates its checksum.
+pub fn mark_group_end(record: &mut [u8]) {
+    let len = u32_at(record, 0) as usize;
+    let field = u64_at(record, 16) | GROUP_END_FLAG;
+    record[16..24].copy_from_slice(&field.to_le_bytes());
+    let crc = checksum(&record[..len]);
+    record[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The event id stored in a checked record.
@@ -231,6 +251,18 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn group_end_mark_keeps_the_record_valid() {
+        let mut buf = Vec::new();
+        sample(&mut buf, 9);
+        assert!(!ends_group(&buf));
+        mark_group_end(&mut buf);
+        assert_eq!(check(&buf), Decoded::Record(buf.len()));
+        assert!(ends_group(&buf));
+        assert_eq!(group_first_position_of(&buf), 9);
+        assert_eq!(decode(&Bytes::from(buf)).position, 9);
     }
 
     #[test]

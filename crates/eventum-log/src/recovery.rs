@@ -146,12 +146,17 @@ pub(crate) enum ScanEnd {
         segment: usize,
         offset: u64,
         reason: String,
+        /// Where the whole groups before it end in that segment: a repair cuts here, so
+        /// that no append is left half there.
+        keep_until: u64,
     },
 }
 
 /// Walks the records of `segments` from segment `i` at `offset`, expecting
-/// `next_position` first, and calls `on_record` for each. A torn tail is reported, not
-/// repaired.
+/// `next_position` first, and calls `on_record` for each record of a whole group. A torn
+/// tail is reported, not repaired; it starts at the first record of a group that the end
+/// of the log cut short (no record marked as the group's end), so that a crash never
+/// leaves part of an append visible.
 pub(crate) fn scan(
     segments: &[Arc<Segment>],
     (mut i, mut offset, mut next_position): (usize, u64, u64),
@@ -162,6 +167,8 @@ pub(crate) fn scan(
         let segment = &segments[i];
         let last_segment = i + 1 == segments.len();
         let mut cursor = Cursor::new(segment, offset, chunk_bytes);
+        // The records of the group being read: (record, offset, offset after it).
+        let mut group: Vec<(bytes::Bytes, u64, u64)> = Vec::new();
         let (end, torn_at) = loop {
             let step = cursor
                 .next_step()
@@ -177,10 +184,17 @@ pub(crate) fn scan(
                             segment: i,
                             offset,
                             reason,
+                            keep_until: group.first().map_or(offset, |g| g.1),
                         });
                     }
                     next_position += 1;
-                    on_record(segment, &record, offset, cursor.offset())?;
+                    let ends_group = codec::ends_group(&record);
+                    group.push((record, offset, cursor.offset()));
+                    if ends_group {
+                        for (record, offset, next_offset) in group.drain(..) {
+                            on_record(segment, &record, offset, next_offset)?;
+                        }
+                    }
                 }
                 Step::End { offset } => break (offset, None),
                 Step::Invalid { offset, reason } => {
@@ -191,16 +205,31 @@ pub(crate) fn scan(
                         segment: i,
                         offset,
                         reason: reason.to_owned(),
+                        keep_until: group.first().map_or(offset, |g| g.1),
                     });
                 }
             }
         };
         if last_segment {
+            // A group without its end mark was cut short: its records never were
+            // acknowledged, and it goes whole.
+            let (end, torn_at) = match group.first() {
+                Some((_, first, _)) => {
+                    next_position -= group.len() as u64;
+                    (*first, Some(*first))
+                }
+                None => (end, torn_at),
+            };
             return Ok(ScanEnd::Clean {
                 next_position,
                 offset: end,
                 torn_at,
             });
+        }
+        // A group never spans segments and a later segment is only created after the
+        // groups before it were synced; keep what an older build wrote without marks.
+        for (record, offset, next_offset) in group.drain(..) {
+            on_record(segment, &record, offset, next_offset)?;
         }
         if segments[i + 1].base_position != next_position {
             let reason = format!(
@@ -211,6 +240,7 @@ pub(crate) fn scan(
                 segment: i + 1,
                 offset: 0,
                 reason,
+                keep_until: 0,
             });
         }
         i += 1;
@@ -297,6 +327,7 @@ pub(crate) fn recover(
             segment,
             offset,
             reason,
+            ..
         } => Err(OpenError::Corrupt {
             file: segments[segment].path.clone(),
             offset,

@@ -13,8 +13,10 @@ use crate::disk::{Disk, SegmentFile, segment_path};
 use crate::error::OpenError;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"EVTMSEG\0";
-/// Version of the on-disk format described in docs/FORMAT.md.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the on-disk format described in docs/FORMAT.md. Version 2 marks the last
+/// record of every group ([`codec::GROUP_END_FLAG`]); recovery of a version-1 log would
+/// take its unmarked groups for cut-short ones, so version 1 is refused, not misread.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the first record of a segment.
 pub const SEGMENT_HEADER_BYTES: u64 = 32;
 

@@ -141,6 +141,11 @@ impl Shared {
                                 return Ok(out);
                             }
                         }
+                        // Stop at the last visible record: past it may lie the remains of
+                        // a failed write, which the next group overwrites.
+                        if position + 1 >= visible {
+                            return Ok(out);
+                        }
                     }
                     Step::End { .. } => break,
                     Step::Invalid { offset, reason } => {

@@ -15,7 +15,8 @@ use crate::segment::SEGMENT_HEADER_BYTES;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
     pub segments: usize,
-    /// Whole, valid events in the log (after a repair: those kept).
+    /// Valid events of whole groups before any corruption or torn tail: those a repair
+    /// (or the next open) keeps.
     pub events: u64,
     pub head_position: Option<u64>,
     /// The first corrupt record: file, byte offset, reason.
@@ -35,8 +36,9 @@ impl VerifyReport {
 }
 
 /// Checks every record of the log in `dir`; with `repair`, truncates the log at the first
-/// corrupt record (events from there on are lost) and removes the index. Takes the
-/// directory's lock, so it refuses to run beside a server.
+/// corrupt record, or at the start of the append it belongs to (events from there on are
+/// lost), and removes the index. Takes the directory's lock, so it refuses to run beside
+/// a server.
 pub fn verify(dir: &Path, repair: bool) -> Result<VerifyReport, OpenError> {
     let _lock = recovery::lock(dir)?;
     let config = LogConfig::default();
@@ -83,10 +85,11 @@ pub fn verify(dir: &Path, repair: bool) -> Result<VerifyReport, OpenError> {
             segment,
             offset,
             reason,
+            keep_until,
         } => {
             report.corruption = Some((segments[segment].path.clone(), offset, reason));
             if repair {
-                cut(&segments, segment, offset, &config)?;
+                cut(&segments, segment, keep_until, &config)?;
                 let index = dir.join("index.redb");
                 if index.exists() {
                     std::fs::remove_file(&index)

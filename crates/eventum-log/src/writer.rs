@@ -218,6 +218,7 @@ impl Writer {
         let mut replies: Vec<(Reply, Result<AppendResult, AppendError>)> = Vec::new();
         let mut ids = Vec::new();
         let mut position = group_first;
+        let mut last_record_at = None;
         for req in group.drain(..) {
             let decision = match self.decide(&req, position, &mut undo) {
                 Ok(d) => d,
@@ -241,6 +242,7 @@ impl Writer {
             for event in req.events {
                 let id = event.id();
                 let offset = self.buf.len() as u64;
+                last_record_at = Some(offset as usize);
                 let header = RecordHeader {
                     position,
                     group_first_position: group_first,
@@ -286,13 +288,18 @@ impl Writer {
             };
             replies.push((req.reply, Ok(result)));
         }
-        if self.buf.is_empty() {
+        let Some(last_record_at) = last_record_at else {
             for (reply, result) in replies {
                 let _ = reply.send(result);
             }
             return;
-        }
-        match self.write_durably(group_first) {
+        };
+        // Recovery keeps a group only when its last record is there and marked.
+        codec::mark_group_end(&mut self.buf[last_record_at..]);
+        let t0 = std::time::Instant::now();
+        let wr = self.write_durably(group_first);
+        if std::env::var_os("EVENTUM_DEBUG_GROUPS").is_some() { eprintln!("G n={} bytes={} sync_us={}", position - group_first, self.buf.len(), t0.elapsed().as_micros()); }
+        match wr {
             Ok(base) => {
                 for e in &mut entries {
                     e.offset += base;
