@@ -296,10 +296,7 @@ impl Writer {
         };
         // Recovery keeps a group only when its last record is there and marked.
         codec::mark_group_end(&mut self.buf[last_record_at..]);
-        let t0 = std::time::Instant::now();
-        let wr = self.write_durably(group_first);
-        if std::env::var_os("EVENTUM_DEBUG_GROUPS").is_some() { eprintln!("G n={} bytes={} sync_us={}", position - group_first, self.buf.len(), t0.elapsed().as_micros()); }
-        match wr {
+        match self.write_durably(group_first) {
             Ok(base) => {
                 for e in &mut entries {
                     e.offset += base;
