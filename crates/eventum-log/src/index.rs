@@ -226,7 +226,9 @@ impl Index {
                 Durability::None
             })
             .map_err(storage)?;
-            txn.set_quick_repair(true);
+            // Quick repair makes reopening after a crash fast, but costs every commit; only
+            // durable commits are ever recovered to, so only they pay for it.
+            txn.set_quick_repair(durable);
             {
                 let mut meta = txn.open_table(META).map_err(storage)?;
                 let mut streams = txn.open_table(STREAMS).map_err(storage)?;

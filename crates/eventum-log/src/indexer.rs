@@ -18,6 +18,8 @@ use crate::writer::Reply;
 
 /// How often, at most, the index file is synced while appends flow.
 const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
+/// Most writer groups indexed in one transaction.
+const INDEX_BATCH_GROUPS_MAX: usize = 64;
 
 pub(crate) enum IndexJob {
     Group {
@@ -57,49 +59,76 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
             }
             Err(RecvTimeoutError::Disconnected) => break,
         };
-        match job {
-            IndexJob::Group {
-                entries,
-                tail,
-                live: events,
-                replies,
-            } => {
-                let durable = last_sync.elapsed() >= INDEX_SYNC_INTERVAL;
-                if let Err(err) = shared.index.apply(&entries, tail, durable) {
+        // Index every group already waiting in one transaction: a commit costs far more
+        // than the inserts, so under load the indexer's batches grow with its backlog.
+        let mut groups = Vec::new();
+        let mut shutdown = None;
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            match job {
+                IndexJob::Group {
+                    entries,
+                    tail,
+                    live,
+                    replies,
+                } => groups.push((entries, tail, live, replies)),
+                IndexJob::Shutdown(ack) => {
+                    shutdown = Some(ack);
+                    break;
+                }
+            }
+            if groups.len() < INDEX_BATCH_GROUPS_MAX {
+                next = rx.try_recv().ok();
+            }
+        }
+        if let Some((_, tail, _, _)) = groups.last() {
+            let tail = *tail;
+            let durable = last_sync.elapsed() >= INDEX_SYNC_INTERVAL;
+            let entries: Vec<IndexEntry> = groups
+                .iter_mut()
+                .flat_map(|g| std::mem::take(&mut g.0))
+                .collect();
+            match shared.index.apply(&entries, tail, durable) {
+                Ok(()) => {
+                    if durable {
+                        last_sync = Instant::now();
+                        unsynced = None;
+                    } else {
+                        unsynced = Some(tail);
+                    }
+                    shared
+                        .visible_next
+                        .store(tail.next_position, Ordering::Release);
+                    for (_, _, events, replies) in groups {
+                        if !events.is_empty() {
+                            let _ = live.send(events.into());
+                        }
+                        for (reply, result) in replies {
+                            let _ = reply.send(result);
+                        }
+                    }
+                }
+                Err(err) => {
                     tracing::error!(error = %err, "indexing failed; refusing further appends");
                     *shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
-                    IndexJob::Group {
-                        entries,
-                        tail,
-                        live: events,
-                        replies,
+                    for (entries, tail, live, replies) in groups {
+                        IndexJob::Group {
+                            entries,
+                            tail,
+                            live,
+                            replies,
+                        }
+                        .fail(err.clone());
                     }
-                    .fail(err);
-                    continue;
-                }
-                if durable {
-                    last_sync = Instant::now();
-                    unsynced = None;
-                } else {
-                    unsynced = Some(tail);
-                }
-                shared
-                    .visible_next
-                    .store(tail.next_position, Ordering::Release);
-                if !events.is_empty() {
-                    let _ = live.send(events.into());
-                }
-                for (reply, result) in replies {
-                    let _ = reply.send(result);
                 }
             }
-            IndexJob::Shutdown(ack) => {
-                if let Some(tail) = unsynced.take() {
-                    sync(&shared, tail);
-                }
-                let _ = ack.send(());
-                break;
+        }
+        if let Some(ack) = shutdown {
+            if let Some(tail) = unsynced.take() {
+                sync(&shared, tail);
             }
+            let _ = ack.send(());
+            break;
         }
     }
 }

@@ -2,6 +2,8 @@
 //! directory. Each subcommand lives in its own module as an `Args` struct plus `run`;
 //! adding one is an enum variant here and a match arm in [`run`].
 
+mod bench;
+mod bench_raw;
 mod client;
 mod read;
 mod serve;
@@ -35,6 +37,8 @@ enum Command {
     Delete(write::DeleteArgs),
     /// Check every record of a data directory; optionally truncate at corruption.
     Verify(verify::VerifyArgs),
+    /// Measure durable appends, reads and catch-up against a same-run raw-disk baseline.
+    Bench(bench::BenchArgs),
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -45,6 +49,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Tail(args) => tail::run(args).await,
         Command::Delete(args) => write::delete(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 
