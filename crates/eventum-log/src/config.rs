@@ -27,8 +27,9 @@ pub struct LogConfig {
     /// Recent event ids kept to recognise a retried append with expected version
     /// `any`/`exists` (exact and `no_stream` retries are recognised at any age).
     pub dedupe_window_events: usize,
-    /// Unindexed events kept in memory before the indexer flushes them to the index file;
-    /// the writer waits when this many are pending.
+    /// Durable events the indexer may lag behind by; the writer waits beyond this. Must
+    /// not exceed `dedupe_window_events` (retries of unindexed appends are recognised by
+    /// the window only), and is clamped to it.
     pub index_pending_events_max: usize,
     /// Bytes of the index file's page cache.
     pub index_cache_bytes: usize,
@@ -48,7 +49,7 @@ impl Default for LogConfig {
             catch_up_batch_events: 1024,
             stream_cache_entries: 100_000,
             dedupe_window_events: 100_000,
-            index_pending_events_max: 1_000_000,
+            index_pending_events_max: 65_536,
             index_cache_bytes: 32 * 1024 * 1024,
             read_buffer_bytes: 1024 * 1024,
         }

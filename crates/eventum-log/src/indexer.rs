@@ -1,20 +1,19 @@
-//! The indexer thread: takes durable groups from the writer in order, adds them to the
-//! index, then makes them visible to readers, publishes them to live subscribers and
-//! acknowledges their appends. The index is synced at most about once a second (it is
-//! rebuilt from the log after a crash), so the hot path pays for one log fsync only.
+//! The indexer thread: takes durable (already acknowledged) groups from the writer in
+//! order, adds them to the index in as few transactions as its backlog allows, then makes
+//! them visible to readers and publishes them to live subscribers. The index is synced at
+//! most about once a second (it is rebuilt from the log after a crash), so an append pays
+//! for one log fsync only, and no index work at all.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
+use eventum_core::RecordedEvent;
 use eventum_core::subscription::LiveBatch;
-use eventum_core::{AppendError, AppendResult, RecordedEvent, StorageError};
 use tokio::sync::broadcast;
 
 use crate::index::{IndexEntry, IndexTail};
 use crate::shared::Shared;
-use crate::writer::Reply;
 
 /// How often, at most, the index file is synced while appends flow.
 const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -27,21 +26,8 @@ pub(crate) enum IndexJob {
         tail: IndexTail,
         /// The group's events for live subscribers; empty when there were none.
         live: Vec<RecordedEvent>,
-        replies: Vec<(Reply, Result<AppendResult, AppendError>)>,
     },
     Shutdown(std::sync::mpsc::Sender<()>),
-}
-
-impl IndexJob {
-    /// Answers every successful append of the group with `err` (the events are durable
-    /// but could not be indexed; a retry is recognised after restart).
-    pub fn fail(self, err: StorageError) {
-        if let IndexJob::Group { replies, .. } = self {
-            for (reply, result) in replies {
-                let _ = reply.send(result.and(Err(err.clone().into())));
-            }
-        }
-    }
 }
 
 pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::Sender<LiveBatch>) {
@@ -70,8 +56,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
                     entries,
                     tail,
                     live,
-                    replies,
-                } => groups.push((entries, tail, live, replies)),
+                } => groups.push((entries, tail, live)),
                 IndexJob::Shutdown(ack) => {
                     shutdown = Some(ack);
                     break;
@@ -81,7 +66,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
                 next = rx.try_recv().ok();
             }
         }
-        if let Some((_, tail, _, _)) = groups.last() {
+        if let Some((_, tail, _)) = groups.last() {
             let tail = *tail;
             let durable = last_sync.elapsed() >= INDEX_SYNC_INTERVAL;
             let entries: Vec<IndexEntry> = groups
@@ -96,30 +81,18 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
                     } else {
                         unsynced = Some(tail);
                     }
-                    shared
-                        .visible_next
-                        .store(tail.next_position, Ordering::Release);
-                    for (_, _, events, replies) in groups {
+                    shared.set_visible(tail.next_position);
+                    for (_, _, events) in groups {
                         if !events.is_empty() {
                             let _ = live.send(events.into());
-                        }
-                        for (reply, result) in replies {
-                            let _ = reply.send(result);
                         }
                     }
                 }
                 Err(err) => {
-                    tracing::error!(error = %err, "indexing failed; refusing further appends");
-                    *shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
-                    for (entries, tail, live, replies) in groups {
-                        IndexJob::Group {
-                            entries,
-                            tail,
-                            live,
-                            replies,
-                        }
-                        .fail(err.clone());
-                    }
+                    // The events are durable in the log and will be indexed on reopen;
+                    // until then nothing can be made visible, so fail loudly.
+                    tracing::error!(error = %err, "indexing failed; refusing further appends and reads until restart");
+                    shared.fail(err);
                 }
             }
         }

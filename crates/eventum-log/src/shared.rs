@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     pub index: Index,
     /// Every position below this is durable and indexed.
     pub visible_next: AtomicU64,
+    /// Every position below this is durable (and acknowledged); the indexer catches up.
+    pub durable_next: AtomicU64,
+    /// Publishes `visible_next` to readers waiting for the index to catch up.
+    pub visible_watch: tokio::sync::watch::Sender<u64>,
     /// `None` once the store is shut down, which ends every live subscription.
     pub live: RwLock<Option<broadcast::Sender<LiveBatch>>>,
     /// Set when a durable write failed; the writer refuses appends until restart.
@@ -59,6 +63,43 @@ pub(crate) fn io_error(context: &str, e: std::io::Error) -> StorageError {
 impl Shared {
     pub fn visible_next(&self) -> u64 {
         self.visible_next.load(Ordering::Acquire)
+    }
+
+    pub fn durable_next(&self) -> u64 {
+        self.durable_next.load(Ordering::Acquire)
+    }
+
+    /// Makes every position below `next` visible (indexer only).
+    pub fn set_visible(&self, next: u64) {
+        self.visible_next.store(next, Ordering::Release);
+        self.visible_watch.send_replace(next);
+    }
+
+    /// Records a failure that stops appends and wakes waiting readers so they report it.
+    pub fn fail(&self, err: StorageError) {
+        *self.failure.lock().expect("failure lock poisoned") = Some(err);
+        self.visible_watch.send_modify(|_| {});
+    }
+
+    /// Waits until everything acknowledged so far is indexed, so that a read sees every
+    /// append acknowledged before it started (read-your-writes).
+    pub async fn caught_up(&self) -> Result<(), StorageError> {
+        let target = self.durable_next();
+        let mut rx = self.visible_watch.subscribe();
+        loop {
+            if *rx.borrow_and_update() >= target {
+                return Ok(());
+            }
+            if let Some(err) = self.failure.lock().expect("failure lock poisoned").clone() {
+                return Err(err);
+            }
+            if rx.changed().await.is_err() {
+                return Err(StorageError::new(
+                    StorageErrorKind::Unavailable,
+                    "the store is shut down",
+                ));
+            }
+        }
     }
 
     /// The segment holding `position`.

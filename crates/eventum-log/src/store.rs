@@ -24,8 +24,9 @@ use crate::shared::Shared;
 use crate::writer::{Command, WriteKind, WriteRequest, Writer};
 use crate::{LogConfig, OpenError};
 
-/// Groups the indexer may lag behind the writer before the writer waits.
-const INDEX_QUEUE_GROUPS: usize = 16;
+/// Groups the indexer may lag behind the writer before the writer waits (events are
+/// bounded separately by `index_pending_events_max`).
+const INDEX_QUEUE_GROUPS: usize = 256;
 
 /// The embedded, durable event store.
 pub struct LogStore {
@@ -72,6 +73,8 @@ impl LogStore {
             segments: RwLock::new(recovered.segments),
             index,
             visible_next: AtomicU64::new(recovered.next_position),
+            durable_next: AtomicU64::new(recovered.next_position),
+            visible_watch: tokio::sync::watch::Sender::new(recovered.next_position),
             live: RwLock::new(Some(live.clone())),
             failure: Mutex::new(None),
         });
@@ -177,6 +180,7 @@ impl LogStore {
         &self,
         f: impl FnOnce(&Shared) -> Result<T, E> + Send + 'static,
     ) -> Result<T, E> {
+        self.shared.caught_up().await.map_err(E::from)?;
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || f(&shared))
             .await
@@ -316,7 +320,7 @@ impl EventStore for LogStore {
     }
 
     fn head_position(&self) -> Option<u64> {
-        self.shared.visible_next().checked_sub(1)
+        self.shared.durable_next().checked_sub(1)
     }
 }
 
@@ -352,7 +356,9 @@ impl SubscriptionSource for Source {
     }
 
     fn next_position(&self) -> u64 {
-        self.0.upgrade().map_or(0, |s| s.visible_next())
+        // After everything acknowledged: groups durable but not yet visible are still
+        // broadcast later and must not count as new.
+        self.0.upgrade().map_or(0, |s| s.durable_next())
     }
 
     fn live(&self) -> broadcast::Receiver<LiveBatch> {

@@ -205,13 +205,6 @@ impl Writer {
         let group_first = self.next_position;
         let ts = now_us().max(self.last_ts_us);
         self.last_ts_us = ts;
-        let build_live = self
-            .shared
-            .live
-            .read()
-            .expect("live lock poisoned")
-            .as_ref()
-            .is_some_and(|l| l.receiver_count() > 0);
         let mut undo: Vec<(String, Option<CachedStream>)> = Vec::new();
         let mut entries = Vec::new();
         let mut live = Vec::new();
@@ -257,7 +250,9 @@ impl Writer {
                     metadata: event.metadata(),
                 };
                 codec::encode(&header, &mut self.buf);
-                if build_live {
+                // Always built: a subscriber may attach after this group is written but
+                // before it is visible, and would otherwise never see it.
+                {
                     live.push(RecordedEvent {
                         stream: stream.to_string(),
                         version,
@@ -311,17 +306,27 @@ impl Writer {
                     segment_base: self.active.base_position,
                     offset: self.offset,
                 };
-                let job = IndexJob::Group {
-                    entries,
-                    tail,
-                    live,
-                    replies,
-                };
-                if let Err(std::sync::mpsc::SendError(job)) = self.indexer.send(job) {
-                    job.fail(StorageError::new(
-                        StorageErrorKind::Unavailable,
-                        "the indexer stopped",
-                    ));
+                // Durable: acknowledge now. Readers wait for the index to reach
+                // `durable_next` before they read, so read-your-writes still holds.
+                self.shared
+                    .durable_next
+                    .store(position, std::sync::atomic::Ordering::Release);
+                for (reply, result) in replies {
+                    let _ = reply.send(result);
+                }
+                self.wait_for_index_room(position);
+                if self
+                    .indexer
+                    .send(IndexJob::Group {
+                        entries,
+                        tail,
+                        live,
+                    })
+                    .is_err()
+                {
+                    let err =
+                        StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");
+                    *self.shared.failure.lock().expect("failure lock poisoned") = Some(err);
                 }
             }
             Err(err) => {
@@ -335,6 +340,27 @@ impl Writer {
                     let _ = reply.send(result.and(Err(err.clone().into())));
                 }
             }
+        }
+    }
+
+    /// Bounds the events that are durable but not yet indexed: they are held in memory by
+    /// the indexer queue and must stay within the dedupe window.
+    fn wait_for_index_room(&self, durable_next: u64) {
+        let config = &self.shared.config;
+        let max = config
+            .index_pending_events_max
+            .min(config.dedupe_window_events) as u64;
+        while durable_next.saturating_sub(self.shared.visible_next()) > max {
+            if self
+                .shared
+                .failure
+                .lock()
+                .expect("failure lock poisoned")
+                .is_some()
+            {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
 
