@@ -11,8 +11,8 @@ use bytes::Bytes;
 use eventum_core::subscription::{self, LiveBatch, SubscriptionSource};
 use eventum_core::{
     ActualVersion, AppendError, AppendResult, EventStore, ExpectedVersion, Limits, NewEvent,
-    ReadDirection, ReadError, RecordedEvent, StorageError, StreamMetadata, StreamName,
-    StreamState, Subscription, SubscriptionFrom, SubscriptionTarget,
+    ReadDirection, ReadError, RecordedEvent, StorageError, StreamMetadata, StreamName, StreamState,
+    Subscription, SubscriptionFrom, SubscriptionTarget,
 };
 use tokio::sync::broadcast;
 
@@ -116,14 +116,23 @@ impl MemoryStore {
 
     /// The original result if `events` were already appended to `stream` as one batch
     /// under the same expectation.
-    fn find_retry(st: &State, stream: &str, expected: ExpectedVersion, events: &[NewEvent]) -> Option<AppendResult> {
+    fn find_retry(
+        st: &State,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Option<AppendResult> {
         let entry = st.streams.get(stream)?;
         let first_version = match expected {
-            ExpectedVersion::Exact(v) => v + 1,
+            // `Exact(u64::MAX)` can never have been satisfied, so it is never a retry.
+            ExpectedVersion::Exact(v) => v.checked_add(1)?,
             ExpectedVersion::NoStream => 0,
             ExpectedVersion::Any | ExpectedVersion::StreamExists => {
                 let first = events[0].id();
-                entry.positions.iter().position(|p| st.log[*p as usize].id == first)? as u64
+                entry
+                    .positions
+                    .iter()
+                    .position(|p| st.log[*p as usize].id == first)? as u64
             }
         };
         let mut last = None;
@@ -172,7 +181,9 @@ impl EventStore for MemoryStore {
         self.inner.limits.check_batch(&events)?;
         let mut st = self.inner.state.lock().unwrap();
         if st.streams.get(stream.as_str()).is_some_and(|e| e.deleted) {
-            return Err(AppendError::StreamDeleted { stream: stream.to_string() });
+            return Err(AppendError::StreamDeleted {
+                stream: stream.to_string(),
+            });
         }
         {
             if let Some(result) = Self::find_retry(&st, stream.as_str(), expected, &events) {
@@ -200,24 +211,45 @@ impl EventStore for MemoryStore {
         self.inner.limits.check_read_limit(limit)?;
         let st = self.inner.state.lock().unwrap();
         let entry = match st.streams.get(stream.as_str()) {
-            Some(e) if e.deleted => return Err(ReadError::StreamDeleted { stream: stream.to_string() }),
+            Some(e) if e.deleted => {
+                return Err(ReadError::StreamDeleted {
+                    stream: stream.to_string(),
+                });
+            }
             Some(e) if !e.positions.is_empty() => e,
-            _ => return Err(ReadError::StreamNotFound { stream: stream.to_string() }),
+            _ => {
+                return Err(ReadError::StreamNotFound {
+                    stream: stream.to_string(),
+                });
+            }
         };
         let last_version = entry.positions.len() as u64 - 1;
         let now = now_us();
         let visible = |p: &u64| {
             let e = &st.log[*p as usize];
-            entry.metadata.is_visible(e.version, last_version, e.recorded_at_us, now)
+            entry
+                .metadata
+                .is_visible(e.version, last_version, e.recorded_at_us, now)
         };
         let events: Vec<_> = match direction {
             ReadDirection::Forward => {
                 let start = from.unwrap_or(0).min(entry.positions.len() as u64) as usize;
-                entry.positions[start..].iter().filter(|p| visible(p)).take(limit).map(|p| st.log[*p as usize].clone()).collect()
+                entry.positions[start..]
+                    .iter()
+                    .filter(|p| visible(p))
+                    .take(limit)
+                    .map(|p| st.log[*p as usize].clone())
+                    .collect()
             }
             ReadDirection::Backward => {
                 let end = from.unwrap_or(last_version).min(last_version) as usize;
-                entry.positions[..=end].iter().rev().filter(|p| visible(p)).take(limit).map(|p| st.log[*p as usize].clone()).collect()
+                entry.positions[..=end]
+                    .iter()
+                    .rev()
+                    .filter(|p| visible(p))
+                    .take(limit)
+                    .map(|p| st.log[*p as usize].clone())
+                    .collect()
             }
         };
         Ok(events)
@@ -256,7 +288,12 @@ impl EventStore for MemoryStore {
         self.inner.limits.check_read_limit(limit)?;
         let st = self.inner.state.lock().unwrap();
         let start = from.min(st.log.len() as u64) as usize;
-        Ok(st.log[start..].iter().filter(|e| e.category() == category).take(limit).cloned().collect())
+        Ok(st.log[start..]
+            .iter()
+            .filter(|e| e.category() == category)
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     async fn delete_stream(
@@ -267,11 +304,17 @@ impl EventStore for MemoryStore {
         let mut st = self.inner.state.lock().unwrap();
         let last_version = {
             if st.streams.get(stream.as_str()).is_some_and(|e| e.deleted) {
-                return Err(AppendError::StreamDeleted { stream: stream.to_string() });
+                return Err(AppendError::StreamDeleted {
+                    stream: stream.to_string(),
+                });
             }
             let actual = Self::actual(&st, stream.as_str());
             if !expected.is_satisfied_by(actual) {
-                return Err(AppendError::WrongExpectedVersion { stream: stream.to_string(), expected, actual });
+                return Err(AppendError::WrongExpectedVersion {
+                    stream: stream.to_string(),
+                    expected,
+                    actual,
+                });
             }
             actual.as_option()
         };
@@ -290,7 +333,9 @@ impl EventStore for MemoryStore {
         let event = NewEvent::new(METADATA_TYPE, &metadata)?;
         let mut st = self.inner.state.lock().unwrap();
         if st.streams.get(stream.as_str()).is_some_and(|e| e.deleted) {
-            return Err(AppendError::StreamDeleted { stream: stream.to_string() });
+            return Err(AppendError::StreamDeleted {
+                stream: stream.to_string(),
+            });
         }
         Ok(self.commit(&mut st, stream.metadata_stream().as_str(), vec![event]))
     }
@@ -330,7 +375,12 @@ impl SubscriptionSource for MemoryStore {
     ) -> Result<Vec<RecordedEvent>, StorageError> {
         let st = self.inner.state.lock().unwrap();
         let start = from.min(st.log.len() as u64) as usize;
-        Ok(st.log[start..].iter().filter(|e| target.matches(e)).take(limit).cloned().collect())
+        Ok(st.log[start..]
+            .iter()
+            .filter(|e| target.matches(e))
+            .take(limit)
+            .cloned()
+            .collect())
     }
 
     fn next_position(&self) -> u64 {
