@@ -14,17 +14,24 @@ use crate::error::OpenError;
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
-const STREAM_EVENTS: TableDefinition<(u64, u64), (u64, u64)> =
-    TableDefinition::new("stream_events");
+/// (stream no, first version) → packed `(position, offset)` pairs (16 bytes each) of
+/// consecutive versions. One run per stream per indexing transaction: a redb insert
+/// rebuilds a whole leaf page, so indexing runs instead of single events keeps the cost
+/// per transaction proportional to the streams it touches, not to its events.
+const STREAM_RUNS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("stream_runs");
 const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("categories");
-const CATEGORY_EVENTS: TableDefinition<(u64, u64), u64> = TableDefinition::new("category_events");
+/// (category no, first position) → packed `(position, offset)` pairs in position order.
+const CATEGORY_RUNS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("category_runs");
 const SPARSE: TableDefinition<u64, u64> = TableDefinition::new("sparse");
 
 /// Every `SPARSE_EVERY`th position has its offset recorded, so a `$all` read starts at
 /// most this many records before its first wanted one.
 pub const SPARSE_EVERY: u64 = 64;
 /// Version of the index's own layout; an index of another version is rebuilt.
-const INDEX_FORMAT_VERSION: u64 = 1;
+const INDEX_FORMAT_VERSION: u64 = 2;
+/// Most `(position, offset)` pairs in one run.
+const RUN_ENTRIES_MAX: usize = 4096;
+const RUN_ENTRY_BYTES: usize = 16;
 
 /// How far the durable index reaches: everything before `next_position` is indexed, and
 /// the log continues at `offset` of the segment starting at `segment_base`.
@@ -193,8 +200,10 @@ impl Index {
                 "meta",
                 "streams",
                 "stream_events",
+                "stream_runs",
                 "categories",
                 "category_events",
+                "category_runs",
                 "sparse",
             ] {
                 txn.delete_table(redb::TableDefinition::<&str, u64>::new(t))
@@ -232,9 +241,11 @@ impl Index {
             {
                 let mut meta = txn.open_table(META).map_err(storage)?;
                 let mut streams = txn.open_table(STREAMS).map_err(storage)?;
-                let mut stream_events = txn.open_table(STREAM_EVENTS).map_err(storage)?;
+                let mut stream_runs = txn.open_table(STREAM_RUNS).map_err(storage)?;
                 let mut categories = txn.open_table(CATEGORIES).map_err(storage)?;
-                let mut category_events = txn.open_table(CATEGORY_EVENTS).map_err(storage)?;
+                let mut category_runs = txn.open_table(CATEGORY_RUNS).map_err(storage)?;
+                let mut new_stream_runs = Runs::default();
+                let mut new_category_runs = Runs::default();
                 let mut sparse = txn.open_table(SPARSE).map_err(storage)?;
                 let get_meta = |m: &redb::Table<&str, u64>, k: &str| -> Result<u64, StorageError> {
                     Ok(m.get(k).map_err(storage)?.map_or(0, |v| v.value()))
@@ -247,9 +258,13 @@ impl Index {
                     let row = load_row(&streams, &mut rows, &entry.stream, &mut next_stream_no)?;
                     row.last_version = Some(entry.version);
                     let stream_no = row.stream_no;
-                    stream_events
-                        .insert((stream_no, entry.version), (entry.position, entry.offset))
-                        .map_err(storage)?;
+                    new_stream_runs.push(
+                        stream_no,
+                        entry.version,
+                        entry.position,
+                        entry.offset,
+                        true,
+                    );
                     let category = category_of(&entry.stream);
                     let category_no = match category_nos.get(category) {
                         Some(n) => *n,
@@ -271,9 +286,13 @@ impl Index {
                             n
                         }
                     };
-                    category_events
-                        .insert((category_no, entry.position), entry.offset)
-                        .map_err(storage)?;
+                    new_category_runs.push(
+                        category_no,
+                        entry.position,
+                        entry.position,
+                        entry.offset,
+                        false,
+                    );
                     if entry.position % SPARSE_EVERY == 0 {
                         sparse
                             .insert(entry.position, entry.offset)
@@ -290,6 +309,16 @@ impl Index {
                         }
                         None => {}
                     }
+                }
+                for ((no, first), bytes) in &new_stream_runs.runs {
+                    stream_runs
+                        .insert((*no, *first), &bytes[..])
+                        .map_err(storage)?;
+                }
+                for ((no, first), bytes) in &new_category_runs.runs {
+                    category_runs
+                        .insert((*no, *first), &bytes[..])
+                        .map_err(storage)?;
                 }
                 for (name, row) in &rows {
                     streams
@@ -331,37 +360,43 @@ impl Index {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<(u64, u64, u64)>, StorageError> {
-        self.read(STREAM_EVENTS, |t| {
-            let range = if forward {
-                t.range((stream_no, from_version)..=(stream_no, u64::MAX))
-            } else {
-                t.range((stream_no, 0)..=(stream_no, from_version))
-            }
-            .map_err(storage)?;
+        self.read(STREAM_RUNS, |t| {
             let mut out = Vec::with_capacity(limit.min(1024));
-            let mut push = |item: Result<
-                (
-                    redb::AccessGuard<'_, (u64, u64)>,
-                    redb::AccessGuard<'_, (u64, u64)>,
-                ),
-                redb::StorageError,
-            >|
-             -> Result<bool, StorageError> {
-                let (k, v) = item.map_err(storage)?;
-                let (position, offset) = v.value();
-                out.push((k.value().1, position, offset));
-                Ok(out.len() < limit)
-            };
             if forward {
-                for item in range {
-                    if !push(item)? {
-                        break;
+                let start = run_start(t, stream_no, from_version)?.unwrap_or(from_version);
+                for item in t
+                    .range((stream_no, start)..=(stream_no, u64::MAX))
+                    .map_err(storage)?
+                {
+                    let (k, v) = item.map_err(storage)?;
+                    let first = k.value().1;
+                    for (i, (position, offset)) in run_entries(v.value()).enumerate() {
+                        let version = first + i as u64;
+                        if version >= from_version {
+                            out.push((version, position, offset));
+                            if out.len() >= limit {
+                                return Ok(out);
+                            }
+                        }
                     }
                 }
             } else {
-                for item in range.rev() {
-                    if !push(item)? {
-                        break;
+                for item in t
+                    .range((stream_no, 0)..=(stream_no, from_version))
+                    .map_err(storage)?
+                    .rev()
+                {
+                    let (k, v) = item.map_err(storage)?;
+                    let first = k.value().1;
+                    let entries: Vec<_> = run_entries(v.value()).collect();
+                    for (i, (position, offset)) in entries.into_iter().enumerate().rev() {
+                        let version = first + i as u64;
+                        if version <= from_version {
+                            out.push((version, position, offset));
+                            if out.len() >= limit {
+                                return Ok(out);
+                            }
+                        }
                     }
                 }
             }
@@ -370,16 +405,22 @@ impl Index {
         .map(Option::unwrap_or_default)
     }
 
-    /// The position of a stream's event at `version`.
+    /// The `(position, offset)` of a stream's event at `version`.
     pub fn stream_event(
         &self,
         stream_no: u64,
         version: u64,
     ) -> Result<Option<(u64, u64)>, StorageError> {
-        self.read(STREAM_EVENTS, |t| {
-            Ok(t.get((stream_no, version))
+        self.read(STREAM_RUNS, |t| {
+            let Some(item) = t
+                .range((stream_no, 0)..=(stream_no, version))
                 .map_err(storage)?
-                .map(|v| v.value()))
+                .next_back()
+            else {
+                return Ok(None);
+            };
+            let (k, v) = item.map_err(storage)?;
+            Ok(run_entries(v.value()).nth((version - k.value().1) as usize))
         })
         .map(Option::flatten)
     }
@@ -399,16 +440,21 @@ impl Index {
         else {
             return Ok(Vec::new());
         };
-        self.read(CATEGORY_EVENTS, |t| {
+        self.read(CATEGORY_RUNS, |t| {
             let mut out = Vec::new();
+            let start = run_start(t, category_no, from)?.unwrap_or(from);
             for item in t
-                .range((category_no, from)..=(category_no, u64::MAX))
+                .range((category_no, start)..=(category_no, u64::MAX))
                 .map_err(storage)?
             {
-                let (k, v) = item.map_err(storage)?;
-                out.push((k.value().1, v.value()));
-                if out.len() >= limit {
-                    break;
+                let (_, v) = item.map_err(storage)?;
+                for (position, offset) in run_entries(v.value()) {
+                    if position >= from {
+                        out.push((position, offset));
+                        if out.len() >= limit {
+                            return Ok(out);
+                        }
+                    }
                 }
             }
             Ok(out)
@@ -444,6 +490,62 @@ impl Index {
                 Err(e) => Err(storage(e)),
             }
         })
+    }
+}
+
+/// Runs being built in one indexing transaction, keyed by (owner no, first key).
+#[derive(Default)]
+struct Runs {
+    runs: Vec<((u64, u64), Vec<u8>)>,
+    /// Owner → (index in `runs`, the key the next entry must have to extend it).
+    open: HashMap<u64, (usize, u64)>,
+}
+
+impl Runs {
+    /// Adds an entry with `key` (a version, or a position) to `owner`'s open run, or
+    /// starts a new run. With `consecutive`, a run only takes the next key in sequence.
+    fn push(&mut self, owner: u64, key: u64, position: u64, offset: u64, consecutive: bool) {
+        let extend = self.open.get(&owner).copied().filter(|(i, next)| {
+            (!consecutive || *next == key)
+                && self.runs[*i].1.len() < RUN_ENTRIES_MAX * RUN_ENTRY_BYTES
+        });
+        let i = match extend {
+            Some((i, _)) => i,
+            None => {
+                self.runs
+                    .push(((owner, key), Vec::with_capacity(RUN_ENTRY_BYTES * 4)));
+                self.runs.len() - 1
+            }
+        };
+        let bytes = &mut self.runs[i].1;
+        bytes.extend_from_slice(&position.to_le_bytes());
+        bytes.extend_from_slice(&offset.to_le_bytes());
+        self.open.insert(owner, (i, key + 1));
+    }
+}
+
+/// The `(position, offset)` pairs of a run.
+fn run_entries(bytes: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    bytes.chunks_exact(RUN_ENTRY_BYTES).map(|c| {
+        let u = |at: usize| u64::from_le_bytes(c[at..at + 8].try_into().expect("8 bytes"));
+        (u(0), u(8))
+    })
+}
+
+/// The first key of the run of `owner` that may hold `key`: the last run starting at or
+/// before it.
+fn run_start(
+    t: &redb::ReadOnlyTable<(u64, u64), &[u8]>,
+    owner: u64,
+    key: u64,
+) -> Result<Option<u64>, StorageError> {
+    match t
+        .range((owner, 0)..=(owner, key))
+        .map_err(storage)?
+        .next_back()
+    {
+        Some(item) => Ok(Some(item.map_err(storage)?.0.value().1)),
+        None => Ok(None),
     }
 }
 

@@ -92,7 +92,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
                     // The events are durable in the log and will be indexed on reopen;
                     // until then nothing can be made visible, so fail loudly.
                     tracing::error!(error = %err, "indexing failed; refusing further appends and reads until restart");
-                    shared.fail(err);
+                    shared.fail_index(err);
                 }
             }
         }

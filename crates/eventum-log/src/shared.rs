@@ -33,6 +33,9 @@ pub(crate) struct Shared {
     pub live: RwLock<Option<broadcast::Sender<LiveBatch>>>,
     /// Set when a durable write failed; the writer refuses appends until restart.
     pub failure: Mutex<Option<StorageError>>,
+    /// Set when indexing failed: nothing more can become visible until restart, so readers
+    /// waiting for the index report it instead of waiting forever.
+    pub index_failure: Mutex<Option<StorageError>>,
 }
 
 pub(crate) fn now_us() -> i64 {
@@ -75,9 +78,11 @@ impl Shared {
         self.visible_watch.send_replace(next);
     }
 
-    /// Records a failure that stops appends and wakes waiting readers so they report it.
-    pub fn fail(&self, err: StorageError) {
-        *self.failure.lock().expect("failure lock poisoned") = Some(err);
+    /// Records an indexing failure: it stops appends and wakes waiting readers so they
+    /// report it.
+    pub fn fail_index(&self, err: StorageError) {
+        *self.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+        *self.index_failure.lock().expect("failure lock poisoned") = Some(err);
         self.visible_watch.send_modify(|_| {});
     }
 
@@ -90,7 +95,12 @@ impl Shared {
             if *rx.borrow_and_update() >= target {
                 return Ok(());
             }
-            if let Some(err) = self.failure.lock().expect("failure lock poisoned").clone() {
+            if let Some(err) = self
+                .index_failure
+                .lock()
+                .expect("failure lock poisoned")
+                .clone()
+            {
                 return Err(err);
             }
             if rx.changed().await.is_err() {

@@ -77,6 +77,7 @@ impl LogStore {
             visible_watch: tokio::sync::watch::Sender::new(recovered.next_position),
             live: RwLock::new(Some(live.clone())),
             failure: Mutex::new(None),
+            index_failure: Mutex::new(None),
         });
         let window = config.dedupe_window_events as u64;
         let recent_from = recovered.next_position.saturating_sub(window);
