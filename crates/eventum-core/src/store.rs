@@ -50,10 +50,10 @@ impl StreamMetadata {
         recorded_at_us: i64,
         now_us: i64,
     ) -> bool {
-        if let Some(max_count) = self.max_count {
-            if last_version.saturating_sub(version) >= max_count {
-                return false;
-            }
+        if let Some(max_count) = self.max_count
+            && last_version.saturating_sub(version) >= max_count
+        {
+            return false;
         }
         if let Some(max_age_s) = self.max_age_s {
             let age_us = now_us.saturating_sub(recorded_at_us);

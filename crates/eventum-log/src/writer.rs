@@ -66,10 +66,10 @@ impl Dedupe {
         if self.capacity == 0 {
             return;
         }
-        if self.order.len() >= self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
+        if self.order.len() >= self.capacity
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
         }
         self.order.push_back(id);
         self.ids.insert(id, (stream, version, position));
@@ -432,10 +432,10 @@ impl Writer {
         }
         let actual = ActualVersion::from_option(target.last_version);
         let n = req.events.len() as u64;
-        if let WriteKind::Append = req.kind {
-            if let Some(result) = self.find_retry(req, actual)? {
-                return Ok(Decision::Retry(result));
-            }
+        if let WriteKind::Append = req.kind
+            && let Some(result) = self.find_retry(req, actual)?
+        {
+            return Ok(Decision::Retry(result));
         }
         if !req.expected.is_satisfied_by(actual) {
             return Err(AppendError::WrongExpectedVersion {

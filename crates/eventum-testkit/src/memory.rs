@@ -16,10 +16,7 @@ use eventum_core::{
 };
 use tokio::sync::broadcast;
 
-/// Event type of the marker that soft-deletes a stream, recorded in `$${stream}`.
-pub const STREAM_DELETED_TYPE: &str = "$stream-deleted";
-/// Event type of a stream-metadata change, recorded in `$${stream}`.
-pub const METADATA_TYPE: &str = "$metadata";
+pub use eventum_core::stream::{METADATA_TYPE, STREAM_DELETED_TYPE};
 
 #[derive(Default)]
 struct StreamEntry {

@@ -157,10 +157,11 @@ async fn run_in(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
         for &writers in &args.writers {
             let mut s = append_scenario(&store, &template, writers, batch, duration, quiet).await?;
             s.ratio_to_baseline = Some(s.events_per_s / baseline.events_per_s);
-            if writers == 1 && batch == 1 {
-                if let (Some(p99), Some(raw_p99)) = (s.latency_us_p99, fsync.latency_us_p99) {
-                    s.ratio_to_baseline = Some(p99 as f64 / raw_p99.max(1) as f64);
-                }
+            if writers == 1
+                && batch == 1
+                && let (Some(p99), Some(raw_p99)) = (s.latency_us_p99, fsync.latency_us_p99)
+            {
+                s.ratio_to_baseline = Some(p99 as f64 / raw_p99.max(1) as f64);
             }
             scenarios.push(s);
         }
@@ -329,7 +330,7 @@ async fn catch_up(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Res
             event.position
         );
         events += 1;
-        if events % 65_536 == 0 {
+        if events.is_multiple_of(65_536) {
             bar.set_position(events);
         }
     }

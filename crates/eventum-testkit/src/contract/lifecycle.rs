@@ -10,10 +10,7 @@ use eventum_core::{
 
 use super::*;
 
-/// Event type of the deletion marker recorded in `$${stream}`.
-pub const DELETED_TYPE: &str = "$stream-deleted";
-/// Event type of a metadata change recorded in `$${stream}`.
-pub const METADATA_TYPE: &str = "$metadata";
+pub use eventum_core::stream::{METADATA_TYPE, STREAM_DELETED_TYPE as DELETED_TYPE};
 
 fn assert_deleted_append(r: Result<eventum_core::AppendResult, AppendError>, name: &str) {
     match r {
