@@ -42,7 +42,11 @@ impl NewEvent {
         data: impl Into<Bytes>,
     ) -> Result<Self, InvalidInput> {
         let data = data.into();
-        serde_json::from_slice::<serde::de::IgnoredAny>(&data)
+        // JSON text is UTF-8; checking it first matters because skipping a value with
+        // `IgnoredAny` does not look inside strings (found by the `append_request` fuzzer).
+        let text = std::str::from_utf8(&data)
+            .map_err(|e| InvalidInput::DataNotJson(format!("not UTF-8: {e}")))?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
             .map_err(|e| InvalidInput::DataNotJson(e.to_string()))?;
         Self::build(event_type.into(), data)
     }
@@ -242,6 +246,11 @@ mod tests {
             Err(InvalidInput::DataNotJson(_))
         ));
         assert!(NewEvent::from_json("T", &b"[1,2]"[..]).is_ok());
+        // A JSON string holding invalid UTF-8 (the fuzzer's find).
+        assert!(matches!(
+            NewEvent::from_json("T", &b"\"\xff6\""[..]),
+            Err(InvalidInput::DataNotJson(_))
+        ));
     }
 
     #[test]

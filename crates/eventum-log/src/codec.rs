@@ -265,6 +265,29 @@ mod tests {
         assert_eq!(decode(&Bytes::from(buf)).position, 9);
     }
 
+    proptest::proptest! {
+        /// The decoder meets whatever a damaged disk holds: it must never panic, and
+        /// whatever it accepts must decode.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            if let Decoded::Record(len) = check(&bytes) {
+                let e = decode(&Bytes::copy_from_slice(&bytes[..len]));
+                proptest::prop_assert_eq!(e.position, position_of(&bytes));
+            }
+        }
+
+        /// A whole record followed by junk is still read back as the same record.
+        #[test]
+        fn records_survive_trailing_junk(junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64), position in 0u64..1 << 62) {
+            let mut buf = Vec::new();
+            sample(&mut buf, position);
+            let len = buf.len();
+            buf.extend_from_slice(&junk);
+            proptest::prop_assert_eq!(check(&buf), Decoded::Record(len));
+            proptest::prop_assert_eq!(decode(&Bytes::copy_from_slice(&buf[..len])).position, position);
+        }
+    }
+
     #[test]
     fn zeros_end_and_short_buffers_ask_for_more() {
         assert_eq!(check(&[0; 16]), Decoded::End);
