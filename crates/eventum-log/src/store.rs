@@ -85,7 +85,11 @@ impl LogStore {
             .read_all_forward(recent_from, window as usize)
             .map_err(|e| OpenError::Index {
                 file: dir.join("log"),
-                reason: e.message,
+                reason: if e.kind == StorageErrorKind::Corrupt {
+                    format!("{}; run `eventum verify --data DIR --repair` to truncate the log there (events from that point on are lost)", e.message)
+                } else {
+                    e.message
+                },
             })?;
         let (tx, rx) = mpsc::channel(config.append_queue_requests_max.max(1));
         let (index_tx, index_rx) = std::sync::mpsc::sync_channel(INDEX_QUEUE_GROUPS);

@@ -73,11 +73,7 @@ pub fn verify(dir: &Path, repair: bool) -> Result<VerifyReport, OpenError> {
             let last = segments.last().expect("at least one segment");
             report.torn_tail_at = torn_at.map(|at| (last.path.clone(), at));
             if let (Some(at), true) = (torn_at, repair) {
-                recovery::truncate(
-                    last,
-                    at,
-                    config.segment_bytes.max(last.file.len().unwrap_or(0)),
-                )?;
+                recovery::truncate(last, at, last.file.len().unwrap_or(config.segment_bytes))?;
                 report.repaired = true;
             }
         }
@@ -119,9 +115,7 @@ fn cut(
         return std::fs::remove_file(&segment.path)
             .map_err(|e| OpenError::io(format!("removing {}", segment.path.display()), e));
     }
-    recovery::truncate(
-        segment,
-        offset.max(SEGMENT_HEADER_BYTES),
-        config.segment_bytes,
-    )
+    // Keep the segment's own preallocated size, which may differ from the default.
+    let size_bytes = segment.file.len().unwrap_or(config.segment_bytes);
+    recovery::truncate(segment, offset.max(SEGMENT_HEADER_BYTES), size_bytes)
 }
