@@ -28,7 +28,8 @@ const SPARSE: TableDefinition<u64, u64> = TableDefinition::new("sparse");
 /// most this many records before its first wanted one.
 pub const SPARSE_EVERY: u64 = 64;
 /// Version of the index's own layout; an index of another version is rebuilt.
-const INDEX_FORMAT_VERSION: u64 = 2;
+const INDEX_FORMAT_VERSION: u64 = 3;
+const ROW_BYTES: usize = 26;
 /// Most `(position, offset)` pairs in one run.
 const RUN_ENTRIES_MAX: usize = 4096;
 const RUN_ENTRY_BYTES: usize = 16;
@@ -52,36 +53,38 @@ pub struct StreamRow {
 }
 
 impl StreamRow {
-    fn encode(&self) -> [u8; 34] {
-        let mut b = [0u8; 34];
+    /// The stored form: stream no (u64), deleted (u8), metadata flags (u8), max_count
+    /// (u64), max_age_s (u64). The last version is not stored here but read from the
+    /// stream's last run, so appending never rewrites the row.
+    fn encode(&self) -> [u8; ROW_BYTES] {
+        let mut b = [0u8; ROW_BYTES];
         b[0..8].copy_from_slice(&self.stream_no.to_le_bytes());
-        b[8..16].copy_from_slice(&self.last_version.map_or(0, |v| v + 1).to_le_bytes());
-        b[16] = u8::from(self.deleted);
-        b[17] = u8::from(self.metadata.max_count.is_some())
+        b[8] = u8::from(self.deleted);
+        b[9] = u8::from(self.metadata.max_count.is_some())
             | (u8::from(self.metadata.max_age_s.is_some()) << 1);
-        b[18..26].copy_from_slice(&self.metadata.max_count.unwrap_or(0).to_le_bytes());
-        b[26..34].copy_from_slice(&self.metadata.max_age_s.unwrap_or(0).to_le_bytes());
+        b[10..18].copy_from_slice(&self.metadata.max_count.unwrap_or(0).to_le_bytes());
+        b[18..26].copy_from_slice(&self.metadata.max_age_s.unwrap_or(0).to_le_bytes());
         b
     }
 
+    /// Decodes a stored row; `last_version` is left empty for the caller to fill.
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 34 {
+        if b.len() != ROW_BYTES {
             return None;
         }
         let u = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"));
         Some(Self {
             stream_no: u(0),
-            last_version: u(8).checked_sub(1),
-            deleted: b[16] != 0,
+            last_version: None,
+            deleted: b[8] != 0,
             metadata: StreamMetadata {
-                max_count: (b[17] & 1 != 0).then(|| u(18)),
-                max_age_s: (b[17] & 2 != 0).then(|| u(26)),
+                max_count: (b[9] & 1 != 0).then(|| u(10)),
+                max_age_s: (b[9] & 2 != 0).then(|| u(18)),
             },
         })
     }
 }
 
-/// A change to a stream's state carried by a system event in `$${stream}`.
 #[derive(Clone, Debug)]
 pub enum StreamChange {
     Deleted {
@@ -252,12 +255,11 @@ impl Index {
                 };
                 let mut next_stream_no = get_meta(&meta, "next_stream_no")?;
                 let mut next_category_no = get_meta(&meta, "next_category_no")?;
-                let mut rows: HashMap<String, StreamRow> = HashMap::new();
+                let mut rows: HashMap<String, RowSlot> = HashMap::new();
                 let mut category_nos: HashMap<String, u64> = HashMap::new();
                 for entry in entries {
                     let row = load_row(&streams, &mut rows, &entry.stream, &mut next_stream_no)?;
-                    row.last_version = Some(entry.version);
-                    let stream_no = row.stream_no;
+                    let stream_no = row.row.stream_no;
                     new_stream_runs.push(
                         stream_no,
                         entry.version,
@@ -300,12 +302,14 @@ impl Index {
                     }
                     match &entry.change {
                         Some(StreamChange::Deleted { target }) => {
-                            load_row(&streams, &mut rows, target, &mut next_stream_no)?.deleted =
-                                true;
+                            let slot = load_row(&streams, &mut rows, target, &mut next_stream_no)?;
+                            slot.row.deleted = true;
+                            slot.dirty = true;
                         }
                         Some(StreamChange::Metadata { target, metadata }) => {
-                            load_row(&streams, &mut rows, target, &mut next_stream_no)?.metadata =
-                                metadata.clone();
+                            let slot = load_row(&streams, &mut rows, target, &mut next_stream_no)?;
+                            slot.row.metadata = metadata.clone();
+                            slot.dirty = true;
                         }
                         None => {}
                     }
@@ -320,9 +324,9 @@ impl Index {
                         .insert((*no, *first), &bytes[..])
                         .map_err(storage)?;
                 }
-                for (name, row) in &rows {
+                for (name, slot) in rows.iter().filter(|(_, slot)| slot.dirty) {
                     streams
-                        .insert(name.as_str(), &row.encode()[..])
+                        .insert(name.as_str(), &slot.row.encode()[..])
                         .map_err(storage)?;
                 }
                 meta.insert("format_version", INDEX_FORMAT_VERSION)
@@ -343,12 +347,30 @@ impl Index {
 
     /// A stream's row, if the stream was ever written or described.
     pub fn stream_row(&self, name: &str) -> Result<Option<StreamRow>, StorageError> {
-        self.read(STREAMS, |t| {
-            Ok(t.get(name)
-                .map_err(storage)?
-                .and_then(|v| StreamRow::decode(v.value())))
-        })
-        .map(Option::flatten)
+        let row = self
+            .read(STREAMS, |t| {
+                Ok(t.get(name)
+                    .map_err(storage)?
+                    .and_then(|v| StreamRow::decode(v.value())))
+            })?
+            .flatten();
+        let Some(mut row) = row else { return Ok(None) };
+        row.last_version = self
+            .read(STREAM_RUNS, |t| {
+                let last = t
+                    .range((row.stream_no, 0)..=(row.stream_no, u64::MAX))
+                    .map_err(storage)?
+                    .next_back();
+                Ok(match last {
+                    Some(item) => {
+                        let (k, v) = item.map_err(storage)?;
+                        Some(k.value().1 + (v.value().len() / RUN_ENTRY_BYTES) as u64 - 1)
+                    }
+                    None => None,
+                })
+            })?
+            .flatten();
+        Ok(Some(row))
     }
 
     /// `(version, position, offset)` of a stream's events, from `from_version` in
@@ -549,29 +571,37 @@ fn run_start(
     }
 }
 
+/// A stream's row within one indexing transaction, and whether it must be written back.
+struct RowSlot {
+    row: StreamRow,
+    dirty: bool,
+}
+
+/// Loads a stream's row into `rows`, creating it (dirty) with the next stream number for a
+/// stream the index has not seen.
 fn load_row<'a>(
     streams: &redb::Table<&str, &[u8]>,
-    rows: &'a mut HashMap<String, StreamRow>,
+    rows: &'a mut HashMap<String, RowSlot>,
     name: &str,
     next_stream_no: &mut u64,
-) -> Result<&'a mut StreamRow, StorageError> {
+) -> Result<&'a mut RowSlot, StorageError> {
     if !rows.contains_key(name) {
-        let row = match streams
+        let stored = streams
             .get(name)
             .map_err(storage)?
-            .and_then(|v| StreamRow::decode(v.value()))
-        {
-            Some(row) => row,
+            .and_then(|v| StreamRow::decode(v.value()));
+        let slot = match stored {
+            Some(row) => RowSlot { row, dirty: false },
             None => {
                 let row = StreamRow {
                     stream_no: *next_stream_no,
                     ..StreamRow::default()
                 };
                 *next_stream_no += 1;
-                row
+                RowSlot { row, dirty: true }
             }
         };
-        rows.insert(name.to_owned(), row);
+        rows.insert(name.to_owned(), slot);
     }
     Ok(rows.get_mut(name).expect("inserted above"))
 }
@@ -584,7 +614,7 @@ mod tests {
     fn stream_row_round_trips() {
         let row = StreamRow {
             stream_no: 9,
-            last_version: Some(0),
+            last_version: None,
             deleted: true,
             metadata: StreamMetadata {
                 max_count: Some(0),
