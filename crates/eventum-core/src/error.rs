@@ -182,6 +182,23 @@ pub enum AppendError {
 }
 
 impl AppendError {
+    /// `Ok` when a stream at `actual` satisfies `expected`; otherwise the conflict every
+    /// backend reports.
+    pub fn check_expected(
+        stream: &str,
+        expected: ExpectedVersion,
+        actual: ActualVersion,
+    ) -> Result<(), AppendError> {
+        if expected.is_satisfied_by(actual) {
+            return Ok(());
+        }
+        Err(AppendError::WrongExpectedVersion {
+            stream: stream.to_owned(),
+            expected,
+            actual,
+        })
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             AppendError::WrongExpectedVersion { .. } => ErrorCode::WrongExpectedVersion,

@@ -437,13 +437,7 @@ impl Writer {
         {
             return Ok(Decision::Retry(result));
         }
-        if !req.expected.is_satisfied_by(actual) {
-            return Err(AppendError::WrongExpectedVersion {
-                stream: req.target.to_string(),
-                expected: req.expected,
-                actual,
-            });
-        }
+        AppendError::check_expected(req.target.as_str(), req.expected, actual)?;
         match &req.kind {
             WriteKind::Append => {
                 let first_version = actual.next_version();

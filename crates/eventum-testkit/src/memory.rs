@@ -187,13 +187,7 @@ impl EventStore for MemoryStore {
                 return Ok(result);
             }
             let actual = Self::actual(&st, stream.as_str());
-            if !expected.is_satisfied_by(actual) {
-                return Err(AppendError::WrongExpectedVersion {
-                    stream: stream.to_string(),
-                    expected,
-                    actual,
-                });
-            }
+            AppendError::check_expected(stream.as_str(), expected, actual)?;
         }
         Ok(self.commit(&mut st, stream.as_str(), events))
     }
@@ -306,13 +300,7 @@ impl EventStore for MemoryStore {
                 });
             }
             let actual = Self::actual(&st, stream.as_str());
-            if !expected.is_satisfied_by(actual) {
-                return Err(AppendError::WrongExpectedVersion {
-                    stream: stream.to_string(),
-                    expected,
-                    actual,
-                });
-            }
+            AppendError::check_expected(stream.as_str(), expected, actual)?;
             actual.as_option()
         };
         let marker = NewEvent::new(
