@@ -9,6 +9,8 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::error::InvalidInput;
+use crate::store::StreamMetadata;
+use crate::stream::{METADATA_TYPE, STREAM_DELETED_TYPE, StreamName};
 
 /// An event's identity; UUID v7 when the store assigns it.
 pub type EventId = Uuid;
@@ -123,6 +125,22 @@ impl NewEvent {
     /// Bytes this event occupies against the per-event size limit.
     pub fn size_bytes(&self) -> usize {
         self.event_type.len() + self.data.len() + self.metadata.len()
+    }
+}
+
+/// The system events a store records in a stream's metadata stream `$${stream}`; every
+/// backend builds them here so that they read the same everywhere.
+impl NewEvent {
+    /// The marker that soft-deletes `stream`, whose last version was `last_version`.
+    pub fn stream_deleted(stream: &StreamName, last_version: Option<u64>) -> Self {
+        let data = serde_json::json!({"stream": stream.as_str(), "last_version": last_version});
+        Self::new(STREAM_DELETED_TYPE, &data)
+            .expect("a JSON object with a valid type is a valid event")
+    }
+
+    /// A change of a stream's retention metadata.
+    pub fn stream_metadata(metadata: &StreamMetadata) -> Self {
+        Self::new(METADATA_TYPE, metadata).expect("stream metadata serializes to a JSON object")
     }
 }
 

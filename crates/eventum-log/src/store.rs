@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use eventum_core::stream::{METADATA_TYPE, STREAM_DELETED_TYPE};
 use eventum_core::subscription::{self, LiveBatch, SubscriptionSource};
 use eventum_core::{
     ActualVersion, AppendError, AppendResult, EventStore, ExpectedVersion, Limits, NewEvent,
@@ -272,17 +271,7 @@ impl EventStore for LogStore {
         stream: &StreamName,
         expected: ExpectedVersion,
     ) -> Result<AppendResult, AppendError> {
-        let state = self.stream_state(stream).await.map_err(|e| match e {
-            ReadError::Storage(e) => AppendError::Storage(e),
-            other => {
-                AppendError::Storage(StorageError::new(StorageErrorKind::Io, other.to_string()))
-            }
-        })?;
-        let marker = NewEvent::new(
-            STREAM_DELETED_TYPE,
-            &serde_json::json!({"stream": stream.as_str(), "last_version": state.version.as_option()}),
-        )?;
-        self.write((stream.clone(), WriteKind::Delete, expected, vec![marker]))
+        self.write((stream.clone(), WriteKind::Delete, expected, Vec::new()))
             .await
     }
 
@@ -291,7 +280,7 @@ impl EventStore for LogStore {
         stream: &StreamName,
         metadata: StreamMetadata,
     ) -> Result<AppendResult, AppendError> {
-        let event = NewEvent::new(METADATA_TYPE, &metadata)?;
+        let event = NewEvent::stream_metadata(&metadata);
         self.write((
             stream.clone(),
             WriteKind::Metadata(metadata),

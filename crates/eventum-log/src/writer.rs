@@ -25,7 +25,7 @@ pub(crate) type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
 /// What a write request does besides appending its events.
 pub(crate) enum WriteKind {
     Append,
-    /// Soft-deletes the target; the events are the marker for `$${target}`.
+    /// Soft-deletes the target; the writer records the marker in `$${target}`.
     Delete,
     /// Sets the target's metadata; the events are the record for `$${target}`.
     Metadata(StreamMetadata),
@@ -82,6 +82,9 @@ enum Decision {
         stream: Arc<str>,
         first_version: u64,
         change: Option<StreamChange>,
+        /// Events written instead of the request's: the deletion marker, built from the
+        /// version checked here so that it cannot record a stale one.
+        events: Option<Vec<NewEvent>>,
     },
 }
 
@@ -220,7 +223,7 @@ impl Writer {
                     continue;
                 }
             };
-            let (stream, first_version, change) = match decision {
+            let (stream, first_version, change, events) = match decision {
                 Decision::Retry(result) => {
                     replies.push((req.reply, Ok(result)));
                     continue;
@@ -229,10 +232,11 @@ impl Writer {
                     stream,
                     first_version,
                     change,
-                } => (stream, first_version, change),
+                    events,
+                } => (stream, first_version, change, events.unwrap_or(req.events)),
             };
             let mut version = first_version;
-            for event in req.events {
+            for event in events {
                 let id = event.id();
                 let offset = self.buf.len() as u64;
                 last_record_at = Some(offset as usize);
@@ -431,7 +435,11 @@ impl Writer {
             });
         }
         let actual = ActualVersion::from_option(target.last_version);
-        let n = req.events.len() as u64;
+        // A deletion carries no events: the writer writes its one marker itself.
+        let n = match req.kind {
+            WriteKind::Delete => 1,
+            _ => req.events.len() as u64,
+        };
         if let WriteKind::Append = req.kind
             && let Some(result) = self.find_retry(req, actual)?
         {
@@ -451,6 +459,7 @@ impl Writer {
                     stream: Arc::from(req.target.as_str()),
                     first_version,
                     change: None,
+                    events: None,
                 })
             }
             WriteKind::Delete | WriteKind::Metadata(_) => {
@@ -464,8 +473,13 @@ impl Writer {
                 };
                 self.remember(undo, meta_name.as_str(), update);
                 let target_name = req.target.to_string();
+                let mut events = None;
                 let change = match &req.kind {
                     WriteKind::Delete => {
+                        events = Some(vec![NewEvent::stream_deleted(
+                            &req.target,
+                            target.last_version,
+                        )]);
                         let update = CachedStream {
                             deleted: true,
                             touched: position + n,
@@ -486,6 +500,7 @@ impl Writer {
                     stream: Arc::from(meta_name.as_str()),
                     first_version,
                     change: Some(change),
+                    events,
                 })
             }
         }

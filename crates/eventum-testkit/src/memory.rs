@@ -303,10 +303,7 @@ impl EventStore for MemoryStore {
             AppendError::check_expected(stream.as_str(), expected, actual)?;
             actual.as_option()
         };
-        let marker = NewEvent::new(
-            STREAM_DELETED_TYPE,
-            &serde_json::json!({"stream": stream.as_str(), "last_version": last_version}),
-        )?;
+        let marker = NewEvent::stream_deleted(stream, last_version);
         Ok(self.commit(&mut st, stream.metadata_stream().as_str(), vec![marker]))
     }
 
@@ -315,7 +312,7 @@ impl EventStore for MemoryStore {
         stream: &StreamName,
         metadata: StreamMetadata,
     ) -> Result<AppendResult, AppendError> {
-        let event = NewEvent::new(METADATA_TYPE, &metadata)?;
+        let event = NewEvent::stream_metadata(&metadata);
         let mut st = self.inner.state.lock().unwrap();
         if st.streams.get(stream.as_str()).is_some_and(|e| e.deleted) {
             return Err(AppendError::StreamDeleted {
