@@ -24,10 +24,18 @@ pub enum ErrorCode {
     StorageFailed,
     Corrupt,
     Unavailable,
+    /// A command was refused by the domain (an aggregate's `decide`, a saga rule).
+    DomainRejected,
+    /// Something with that name or key exists already (a consumer group, a read model).
+    AlreadyExists,
+    /// No valid credentials were presented.
+    Unauthorized,
+    /// The credentials do not allow this operation.
+    Forbidden,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::WrongExpectedVersion,
         ErrorCode::StreamNotFound,
         ErrorCode::StreamDeleted,
@@ -40,6 +48,10 @@ impl ErrorCode {
         ErrorCode::StorageFailed,
         ErrorCode::Corrupt,
         ErrorCode::Unavailable,
+        ErrorCode::DomainRejected,
+        ErrorCode::AlreadyExists,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -56,6 +68,10 @@ impl ErrorCode {
             ErrorCode::StorageFailed => "storage_failed",
             ErrorCode::Corrupt => "corrupt",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::DomainRejected => "domain_rejected",
+            ErrorCode::AlreadyExists => "already_exists",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! trait and the errors of each operation. This crate does no I/O and knows nothing of
 //! HTTP, files or databases; every backend and every interface depends on it.
 
+pub mod command;
 pub mod error;
 pub mod event;
 pub mod limits;
@@ -10,6 +11,7 @@ pub mod stream;
 pub mod subscription;
 pub mod version;
 
+pub use command::{Causation, CommandAccepted, CommandEnvelope, CommandSender, SendError};
 pub use error::{AppendError, ErrorCode, InvalidInput, ReadError, StorageError, StorageErrorKind};
 pub use event::{EventId, NewEvent, RecordedEvent};
 pub use limits::Limits;

@@ -25,6 +25,10 @@ pub fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::StorageFailed => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::DomainRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorCode::AlreadyExists => StatusCode::CONFLICT,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
     }
 }
 

@@ -26,6 +26,10 @@ fn status_table_matches_the_contract() {
         (ErrorCode::StorageFailed, 500),
         (ErrorCode::Corrupt, 500),
         (ErrorCode::Unavailable, 503),
+        (ErrorCode::DomainRejected, 422),
+        (ErrorCode::AlreadyExists, 409),
+        (ErrorCode::Unauthorized, 401),
+        (ErrorCode::Forbidden, 403),
     ];
     assert_eq!(table.len(), ErrorCode::ALL.len());
     for (code, status) in table {

@@ -1,0 +1,1 @@
+//! Consumer groups: durable, server-side subscriptions shared by competing consumers.

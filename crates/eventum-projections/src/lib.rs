@@ -1,0 +1,1 @@
+//! Projections and read models: the read side, with checkpoints and an inbox kept in one transaction.

@@ -1,0 +1,1 @@
+//! Aggregates, repositories and the command bus: the write side of an event-sourced application.

@@ -1,0 +1,1 @@
+//! Sagas and process managers: long-running workflows with compensations and durable deadlines.

@@ -1,0 +1,1 @@
+//! The requirements-tracking service from seed 000 on the Eventum runtime.
