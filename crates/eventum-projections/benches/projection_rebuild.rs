@@ -1,0 +1,2 @@
+//! Placeholder until the projection rebuild benchmark lands.
+fn main() {}

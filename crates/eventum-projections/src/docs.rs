@@ -1,0 +1,237 @@
+//! Document writes of one read-model generation inside a write transaction: a write-back
+//! cache of decoded documents (each touched document is decoded once and encoded once per
+//! flush, however many events touch it) and the upkeep of its lookups, which always
+//! match the documents stored in the same transaction.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use redb::{ReadableTable, WriteTransaction};
+use serde_json::Value;
+
+use crate::config::StoreConfig;
+use crate::error::{InvalidRequest, TxError, corrupt, db_error};
+use crate::model::Lookup;
+use crate::tables::{
+    DocsDef, DocsTable, LookupsDef, LookupsTable, docs_table_name, lookups_table_name,
+};
+
+/// One cached document.
+#[derive(Clone, Debug)]
+struct Slot {
+    /// The lookup values of the stored version, `(lookup index, value)`, sorted.
+    stored_lookups: Vec<(usize, String)>,
+    current: Option<Value>,
+    dirty: bool,
+}
+
+/// Decoded documents of one generation. A projection runner keeps it between batches
+/// (it is the only writer of its generation); it is discarded after a failed batch.
+#[derive(Debug, Default)]
+pub(crate) struct DocCache {
+    entries: HashMap<String, Slot>,
+}
+
+impl DocCache {
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A generation's document and lookup tables, open in one write transaction.
+pub(crate) struct Documents<'t> {
+    model: String,
+    docs: DocsTable<'t>,
+    lookups: LookupsTable<'t>,
+    defs: Arc<[Lookup]>,
+    config: Arc<StoreConfig>,
+    cache: DocCache,
+}
+
+impl<'t> Documents<'t> {
+    pub(crate) fn open(
+        txn: &'t WriteTransaction,
+        model: &str,
+        generation: u64,
+        defs: Arc<[Lookup]>,
+        config: Arc<StoreConfig>,
+        cache: DocCache,
+    ) -> Result<Self, TxError> {
+        let docs_name = docs_table_name(model, generation);
+        let lookups_name = lookups_table_name(model, generation);
+        Ok(Self {
+            model: model.to_owned(),
+            docs: txn.open_table(DocsDef::new(&docs_name)).map_err(db_error)?,
+            lookups: txn
+                .open_table(LookupsDef::new(&lookups_name))
+                .map_err(db_error)?,
+            defs,
+            config,
+            cache,
+        })
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), InvalidRequest> {
+        if key.is_empty() {
+            return Err(InvalidRequest::EmptyKey);
+        }
+        if key.len() > self.config.key_bytes_max {
+            return Err(InvalidRequest::KeyTooLong {
+                len_bytes: key.len(),
+                max_bytes: self.config.key_bytes_max,
+            });
+        }
+        Ok(())
+    }
+
+    /// The cached slot of `key`, loading it from the table on first use.
+    fn slot(&mut self, key: &str) -> Result<&mut Slot, TxError> {
+        self.check_key(key)?;
+        if !self.cache.entries.contains_key(key) {
+            if self.cache.entries.len() >= self.config.tx_cached_docs_max.max(1) {
+                // Bound memory: write what is pending into the transaction and start over.
+                self.flush()?;
+                self.cache.clear();
+            }
+            let current = match self.docs.get(key).map_err(db_error)? {
+                None => None,
+                Some(bytes) => Some(
+                    serde_json::from_slice::<Value>(bytes.value())
+                        .map_err(|e| corrupt(format!("document {key:?} of {}: {e}", self.model)))?,
+                ),
+            };
+            let stored_lookups = match &current {
+                Some(doc) => lookup_values(&self.defs, &self.config, key, doc)?,
+                None => Vec::new(),
+            };
+            self.cache.entries.insert(
+                key.to_owned(),
+                Slot {
+                    stored_lookups,
+                    current,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.cache.entries.get_mut(key).expect("inserted above"))
+    }
+
+    pub(crate) fn get(&mut self, key: &str) -> Result<Option<&Value>, TxError> {
+        Ok(self.slot(key)?.current.as_ref())
+    }
+
+    /// The document at `key` for in-place change; `None` means absent (set it to create,
+    /// set it to `None` to delete).
+    pub(crate) fn slot_mut(&mut self, key: &str) -> Result<&mut Option<Value>, TxError> {
+        let slot = self.slot(key)?;
+        slot.dirty = true;
+        Ok(&mut slot.current)
+    }
+
+    pub(crate) fn put(&mut self, key: &str, doc: Value) -> Result<(), TxError> {
+        *self.slot_mut(key)? = Some(doc);
+        Ok(())
+    }
+
+    pub(crate) fn delete(&mut self, key: &str) -> Result<bool, TxError> {
+        Ok(self.slot_mut(key)?.take().is_some())
+    }
+
+    /// Writes every changed document and its lookups into the transaction.
+    pub(crate) fn flush(&mut self) -> Result<(), TxError> {
+        for (key, slot) in self.cache.entries.iter_mut().filter(|(_, s)| s.dirty) {
+            let new_lookups = match &slot.current {
+                Some(doc) => {
+                    let lookups = lookup_values(&self.defs, &self.config, key, doc)?;
+                    let bytes = serde_json::to_vec(doc).expect("a JSON value serializes");
+                    if bytes.len() > self.config.doc_bytes_max {
+                        return Err(InvalidRequest::DocTooLarge {
+                            key: key.clone(),
+                            size_bytes: bytes.len(),
+                            max_bytes: self.config.doc_bytes_max,
+                        }
+                        .into());
+                    }
+                    self.docs
+                        .insert(key.as_str(), bytes.as_slice())
+                        .map_err(db_error)?;
+                    lookups
+                }
+                None => {
+                    self.docs.remove(key.as_str()).map_err(db_error)?;
+                    Vec::new()
+                }
+            };
+            for (i, value) in &slot.stored_lookups {
+                if new_lookups.binary_search(&(*i, value.clone())).is_err() {
+                    let name = self.defs[*i].name.as_str();
+                    self.lookups
+                        .remove((name, value.as_str(), key.as_str()))
+                        .map_err(db_error)?;
+                }
+            }
+            for (i, value) in &new_lookups {
+                if slot
+                    .stored_lookups
+                    .binary_search(&(*i, value.clone()))
+                    .is_err()
+                {
+                    let name = self.defs[*i].name.as_str();
+                    self.lookups
+                        .insert((name, value.as_str(), key.as_str()), ())
+                        .map_err(db_error)?;
+                }
+            }
+            slot.stored_lookups = new_lookups;
+            slot.dirty = false;
+        }
+        Ok(())
+    }
+
+    /// Flushes and hands the cache back for the next batch; `entries_max` bounds what is
+    /// kept (beyond it the cache starts empty).
+    pub(crate) fn finish(mut self, entries_max: usize) -> Result<DocCache, TxError> {
+        self.flush()?;
+        if self.cache.len() > entries_max {
+            self.cache.clear();
+        }
+        Ok(std::mem::take(&mut self.cache))
+    }
+}
+
+/// The lookup values of `doc`, sorted, checked against the bounds.
+fn lookup_values(
+    defs: &[Lookup],
+    config: &StoreConfig,
+    key: &str,
+    doc: &Value,
+) -> Result<Vec<(usize, String)>, InvalidRequest> {
+    let mut out = Vec::new();
+    for (i, def) in defs.iter().enumerate() {
+        let values = def.values(doc);
+        if values.len() > config.lookup_values_per_doc_max {
+            return Err(InvalidRequest::TooManyLookupValues {
+                key: key.to_owned(),
+                lookup: def.name.clone(),
+                count: values.len(),
+                max: config.lookup_values_per_doc_max,
+            });
+        }
+        for v in values {
+            if v.len() > config.lookup_value_bytes_max {
+                return Err(InvalidRequest::LookupValueTooLong {
+                    lookup: def.name.clone(),
+                    len_bytes: v.len(),
+                    max_bytes: config.lookup_value_bytes_max,
+                });
+            }
+            out.push((i, v));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
