@@ -195,15 +195,23 @@ async fn read_loop(group: Weak<Group>, mut from: u64) {
         while let Some(chunk) = events.next().await {
             let mut carry = std::collections::VecDeque::with_capacity(chunk.len());
             let mut failed = None;
+            let mut skipped = None;
             for r in chunk {
                 match r {
-                    Ok(e) if skip_system && e.stream.starts_with('$') => {}
+                    Ok(e) if skip_system && e.stream.starts_with('$') => {
+                        skipped = Some(e.position);
+                    }
                     Ok(e) => carry.push_back(e),
                     Err(e) => {
                         failed = Some(e);
                         break;
                     }
                 }
+            }
+            if let Some(p) = skipped
+                && let Some(g) = group.upgrade()
+            {
+                g.lock().note_skipped(p);
             }
             while !carry.is_empty() {
                 let Some(g) = group.upgrade() else { return };

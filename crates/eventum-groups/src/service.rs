@@ -24,8 +24,9 @@ use crate::settings::{
 use crate::state::{Delivery, NackAction};
 
 /// A group's settings and figures. `lag_events` = head position + 1 − checkpoint: events
-/// of `$all` at or after the checkpoint (for a stream or category group it counts every
-/// event after the checkpoint, matching or not).
+/// of `$all` at or after the checkpoint. For a stream or category group it counts every
+/// event after the checkpoint, matching or not, so it is an upper bound there; an `$all`
+/// group also counts past the system streams it skips.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupInfo {
     pub name: String,
@@ -200,7 +201,7 @@ impl GroupService {
             start_position: group.def.start_position,
             checkpoint: counts.checkpoint,
             head_position,
-            lag_events: head_position.map_or(0, |h| (h + 1).saturating_sub(counts.checkpoint)),
+            lag_events: head_position.map_or(0, |h| (h + 1).saturating_sub(counts.lag_from)),
             in_flight: counts.in_flight,
             retry_scheduled: counts.retry_scheduled,
             parked: counts.parked,

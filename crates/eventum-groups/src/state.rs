@@ -99,6 +99,8 @@ pub enum NackAction {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StateCounts {
     pub checkpoint: u64,
+    /// The checkpoint as lag sees it: past skipped system events when nothing is open.
+    pub lag_from: u64,
     pub in_flight: usize,
     pub retry_scheduled: usize,
     pub parked: usize,
@@ -122,7 +124,11 @@ pub(crate) struct GroupState {
     retries: RetrySchedule<Item>,
     /// Positions read from the target and not settled yet.
     outstanding: BTreeSet<u64>,
+    /// The position after the last event taken from the reader: where it resumes.
     next_read_position: u64,
+    /// Also past system events the reader skipped (`$all` groups): used for lag only,
+    /// since writing it would make every checkpoint record move the checkpoint again.
+    scanned_position: u64,
     parked: BTreeMap<u64, ParkedEvent>,
     replaying: HashSet<u64>,
     /// Ordered mode: per stream, unresolved dead letters not being replayed, and the
@@ -156,6 +162,7 @@ impl GroupState {
             retries: RetrySchedule::default(),
             outstanding: BTreeSet::new(),
             next_read_position: start_position,
+            scanned_position: start_position,
             parked_positions: parked.values().map(|p| p.event.position).collect(),
             parked,
             replaying: HashSet::new(),
@@ -190,8 +197,14 @@ impl GroupState {
         for e in events {
             self.outstanding.insert(e.position);
             self.next_read_position = e.position + 1;
+            self.scanned_position = self.scanned_position.max(e.position + 1);
             self.pending.push_back(Arc::new(e));
         }
+    }
+
+    /// The reader passed system events up to `position` without taking them.
+    pub fn note_skipped(&mut self, position: u64) {
+        self.scanned_position = self.scanned_position.max(position + 1);
     }
 
     pub fn next_read_position(&self) -> u64 {
@@ -555,6 +568,11 @@ impl GroupState {
     pub fn counts(&self) -> StateCounts {
         StateCounts {
             checkpoint: self.checkpoint(),
+            lag_from: self
+                .outstanding
+                .first()
+                .copied()
+                .unwrap_or(self.scanned_position),
             in_flight: self.in_flight.len(),
             retry_scheduled: self.retries.len(),
             parked: self.parked.len(),
