@@ -15,7 +15,7 @@ use utoipa_scalar::{Scalar, Servable};
 use crate::error::ApiError;
 use crate::model::HealthResponse;
 use crate::state::AppState;
-use crate::{reads, streams, subscribe};
+use crate::{groups, reads, streams, subscribe};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +24,7 @@ use crate::{reads, streams, subscribe};
         (name = "streams", description = "Appending to, deleting and configuring streams"),
         (name = "reads", description = "Reading streams, $all and categories"),
         (name = "subscriptions", description = "Following events with Server-Sent Events"),
+        (name = "groups", description = "Consumer groups: competing consumers, retries, dead letters"),
         (name = "system", description = "Health"),
     )
 )]
@@ -54,6 +55,17 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(reads::read_category))
         .routes(routes!(subscribe::subscribe))
         .routes(routes!(health))
+        .routes(routes!(groups::list_groups))
+        .routes(routes!(
+            groups::create_group,
+            groups::group_info,
+            groups::delete_group
+        ))
+        .routes(routes!(groups::receive))
+        .routes(routes!(groups::ack))
+        .routes(routes!(groups::nack))
+        .routes(routes!(groups::parked))
+        .routes(routes!(groups::replay))
         .split_for_parts()
 }
 

@@ -135,6 +135,28 @@ impl From<ReadError> for ApiError {
     }
 }
 
+/// Every group operation's error maps through its own code.
+macro_rules! from_group_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for ApiError {
+            fn from(e: $t) -> Self {
+                Self::new(e.code(), e.to_string())
+            }
+        }
+    )*};
+}
+
+from_group_error!(
+    eventum_groups::CreateError,
+    eventum_groups::DeleteError,
+    eventum_groups::InfoError,
+    eventum_groups::ReceiveError,
+    eventum_groups::AckError,
+    eventum_groups::NackError,
+    eventum_groups::ParkedError,
+    eventum_groups::ReplayError
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,8 @@ mod api;
 pub mod config;
 pub mod error;
 mod extract;
+mod groups;
+pub mod groups_model;
 pub mod model;
 mod reads;
 mod state;
@@ -15,6 +17,7 @@ mod subscribe;
 use std::sync::Arc;
 
 use eventum_core::EventStore;
+use eventum_groups::GroupService;
 use tokio::net::TcpListener;
 
 pub use config::{DEFAULT_LISTEN_ADDR, ServerConfig};
@@ -28,6 +31,15 @@ pub fn router(store: Arc<dyn EventStore>, config: ServerConfig) -> axum::Router 
     api::build(AppState::new(store, config))
 }
 
+/// [`router`] that also serves consumer groups (`/groups`) through `groups`.
+pub fn router_with_groups(
+    store: Arc<dyn EventStore>,
+    groups: Arc<GroupService>,
+    config: ServerConfig,
+) -> axum::Router {
+    api::build(AppState::new(store, config).with_groups(Some(groups)))
+}
+
 /// Serves the API on `listener` until `shutdown` resolves, then stops accepting, ends open
 /// subscriptions and waits for in-flight requests to finish.
 pub async fn serve(
@@ -36,7 +48,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let state = AppState::new(store, config);
+    serve_with_groups(store, None, config, listener, shutdown).await
+}
+
+/// [`serve`], also serving consumer groups when `groups` is given. The caller shuts the
+/// group service down after this returns (it writes the final checkpoints).
+pub async fn serve_with_groups(
+    store: Arc<dyn EventStore>,
+    groups: Option<Arc<GroupService>>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let state = AppState::new(store, config).with_groups(groups);
     let signal = state.shutdown.clone();
     let app = api::build(state);
     axum::serve(listener, app)

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use eventum_core::EventStore;
+use eventum_groups::GroupService;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
@@ -17,6 +18,8 @@ pub struct AppState {
     /// Flips to `true` when the server shuts down. SSE responses never end on their own,
     /// so without this a graceful shutdown would wait for them forever.
     pub shutdown: Arc<watch::Sender<bool>>,
+    /// Consumer groups, when the server runs them; `/groups` answers 503 otherwise.
+    pub groups: Option<Arc<GroupService>>,
 }
 
 impl AppState {
@@ -27,7 +30,14 @@ impl AppState {
             config: Arc::new(config),
             body_limit,
             shutdown: Arc::new(watch::channel(false).0),
+            groups: None,
         }
+    }
+
+    /// The same state serving consumer groups through `groups`.
+    pub fn with_groups(mut self, groups: Option<Arc<GroupService>>) -> Self {
+        self.groups = groups;
+        self
     }
 
     /// Resolves once the server starts shutting down.
