@@ -5,6 +5,7 @@
 mod bench;
 mod bench_raw;
 mod client;
+mod groups;
 mod read;
 mod serve;
 mod sse;
@@ -37,6 +38,10 @@ enum Command {
     Delete(write::DeleteArgs),
     /// Check every record of a data directory; optionally truncate at corruption.
     Verify(verify::VerifyArgs),
+    /// Manage consumer groups: create, list, info, delete.
+    Groups(groups::GroupsArgs),
+    /// Inspect and replay a consumer group's dead letters.
+    Dlq(groups::DlqArgs),
     /// Measure durable appends, reads and catch-up against a same-run raw-disk baseline.
     Bench(bench::BenchArgs),
 }
@@ -50,6 +55,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Delete(args) => write::delete(args).await,
         Command::Verify(args) => verify::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Groups(args) => groups::run_groups(args).await,
+        Command::Dlq(args) => groups::run_dlq(args).await,
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use clap::Args;
 use eventum_core::EventStore;
+use eventum_groups::{GroupService, GroupsConfig};
 use eventum_log::{LogConfig, LogStore, OpenError};
 use eventum_server::{DEFAULT_LISTEN_ADDR, ServerConfig};
 
@@ -60,6 +61,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.data.display()
             )),
         })?;
+    // Consumer groups resume from their stored checkpoints and dead letters.
+    let groups = match GroupService::open(
+        store.clone() as Arc<dyn EventStore>,
+        GroupsConfig::default(),
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => {
+            store.shutdown();
+            return Err(anyhow::Error::new(e).context("cannot open consumer groups"));
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -69,14 +83,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "eventum listening on http://{addr} (data: {})",
         args.data.display()
     );
-    let served = eventum_server::serve(
+    let served = eventum_server::serve_with_groups(
         store.clone() as Arc<dyn EventStore>,
+        Some(groups.clone()),
         ServerConfig::default(),
         listener,
         shutdown_signal(),
     )
     .await;
-    // Flush the index and stop the writer even if serving failed.
+    // Final checkpoints first (they are appends), then flush the index and stop the
+    // writer, even if serving failed.
+    groups.shutdown().await;
     store.shutdown();
     tracing::info!("stopped");
     served.context("server failed")
