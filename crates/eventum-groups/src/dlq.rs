@@ -145,16 +145,30 @@ fn encode(record: &DlqRecord<'_>, incarnation: Uuid, limits: &Limits) -> NewEven
 }
 
 /// Appends `records` in order (in as few appends as the store's limits allow) and returns
-/// each one's id (its version in the dead-letter stream).
+/// the ids (versions in the dead-letter stream) of those written, in order, and the
+/// failure that stopped the rest, if any.
 pub async fn append(
     store: &dyn EventStore,
     group: &str,
     incarnation: Uuid,
     records: &[DlqRecord<'_>],
-) -> Result<Vec<u64>, StorageError> {
+) -> (Vec<u64>, Option<StorageError>) {
+    let mut ids = Vec::with_capacity(records.len());
+    let failure = append_all(store, group, incarnation, records, &mut ids)
+        .await
+        .err();
+    (ids, failure)
+}
+
+async fn append_all(
+    store: &dyn EventStore,
+    group: &str,
+    incarnation: Uuid,
+    records: &[DlqRecord<'_>],
+    ids: &mut Vec<u64>,
+) -> Result<(), StorageError> {
     let limits = *store.limits();
     let stream = dlq_stream(group);
-    let mut ids = Vec::with_capacity(records.len());
     let mut batch: Vec<NewEvent> = Vec::new();
     let mut batch_bytes = 0usize;
     for record in records {
@@ -163,16 +177,16 @@ pub async fn append(
             && (batch.len() >= limits.batch_events_max
                 || batch_bytes + e.size_bytes() > limits.batch_bytes_max)
         {
-            append_batch(store, &stream, std::mem::take(&mut batch), &mut ids).await?;
+            append_batch(store, &stream, std::mem::take(&mut batch), ids).await?;
             batch_bytes = 0;
         }
         batch_bytes += e.size_bytes();
         batch.push(e);
     }
     if !batch.is_empty() {
-        append_batch(store, &stream, batch, &mut ids).await?;
+        append_batch(store, &stream, batch, ids).await?;
     }
-    Ok(ids)
+    Ok(())
 }
 
 async fn append_batch(

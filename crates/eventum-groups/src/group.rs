@@ -107,11 +107,26 @@ impl Group {
     }
 
     /// Writes every queued dead-letter record, in order, and applies them. On failure the
-    /// records stay queued (in order) and are retried by the next flush.
-    pub async fn flush_dlq(&self) -> Result<(), StorageError> {
+    /// records not written stay queued (in order) and are retried by the next flush.
+    ///
+    /// The work runs in its own task: a caller that goes away (an HTTP client that
+    /// disconnects) must not drop records taken off the queue but not yet written.
+    pub async fn flush_dlq(self: &Arc<Self>) -> Result<(), StorageError> {
+        let group = self.clone();
+        tokio::spawn(async move { group.flush_dlq_now().await })
+            .await
+            .unwrap_or_else(|e| {
+                Err(StorageError::new(
+                    eventum_core::StorageErrorKind::Io,
+                    format!("dead-letter writer task failed: {e}"),
+                ))
+            })
+    }
+
+    async fn flush_dlq_now(&self) -> Result<(), StorageError> {
         let _writer = self.dlq_writer.lock().await;
         loop {
-            let jobs: Vec<_> = {
+            let mut jobs: Vec<_> = {
                 let mut st = self.lock();
                 if st.jobs.is_empty() {
                     return Ok(());
@@ -119,24 +134,21 @@ impl Group {
                 st.jobs.drain(..).collect()
             };
             let records: Vec<_> = jobs.iter().map(|j| j.record()).collect();
-            let written =
+            let (ids, failure) =
                 dlq::append(&*self.store, &self.def.name, self.def.incarnation, &records).await;
             drop(records);
-            match written {
-                Ok(ids) => {
-                    self.lock().complete_jobs(jobs, &ids, now_us());
-                    self.available.notify_waiters();
-                    self.space.notify_one();
-                }
-                Err(e) => {
-                    // A partial write (several appends) leaves some records written; they
-                    // are written again, and the fold on open takes the last of each.
-                    let mut st = self.lock();
-                    for job in jobs.into_iter().rev() {
-                        st.jobs.push_front(job);
-                    }
-                    return Err(e);
-                }
+            // Records written before a failure are applied; the rest go back to the front.
+            let rest = jobs.split_off(ids.len());
+            let mut st = self.lock();
+            st.complete_jobs(jobs, &ids, now_us());
+            for job in rest.into_iter().rev() {
+                st.jobs.push_front(job);
+            }
+            drop(st);
+            self.available.notify_waiters();
+            self.space.notify_one();
+            if let Some(e) = failure {
+                return Err(e);
             }
         }
     }

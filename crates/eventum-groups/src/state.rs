@@ -334,12 +334,26 @@ impl GroupState {
         d
     }
 
+    /// Takes `token` out of flight. Deadlines of settled deliveries stay in the heap until
+    /// they pass; when they outnumber the deliveries in flight by far, the heap is rebuilt,
+    /// so it stays bounded by the in-flight limit rather than by throughput.
+    fn take_in_flight(&mut self, token: u64) -> Option<InFlight> {
+        let f = self.in_flight.remove(&token)?;
+        if self.deadlines.len() > 4 * self.settings.in_flight_max + 1_024 {
+            self.deadlines = self
+                .in_flight
+                .iter()
+                .map(|(t, f)| Reverse((f.deadline_ms, *t)))
+                .collect();
+        }
+        Some(f)
+    }
+
     /// Acks or skips `token`; false when it is not in flight.
     pub fn settle(&mut self, token: u64, outcome: &'static str) -> bool {
-        let Some(f) = self.in_flight.remove(&token) else {
+        let Some(f) = self.take_in_flight(token) else {
             return false;
         };
-        let _ = f.deadline_ms;
         match f.item.origin {
             Origin::Live => {
                 self.outstanding.remove(&f.item.event.position);
@@ -358,7 +372,7 @@ impl GroupState {
         match action {
             NackAction::Skip => self.settle(token, "skipped"),
             NackAction::Retry | NackAction::Park => {
-                let Some(f) = self.in_flight.remove(&token) else {
+                let Some(f) = self.take_in_flight(token) else {
                     return false;
                 };
                 if action == NackAction::Park {
@@ -639,6 +653,19 @@ mod tests {
         let d = st.dispatch(10, 0, 100);
         assert_eq!(d.len(), 1, "replays keep stream order");
         assert_eq!(d[0].replay_of, Some(0));
+    }
+
+    #[test]
+    fn settled_deadlines_do_not_pile_up() {
+        let mut st = state(false);
+        st.settings.in_flight_max = 10;
+        for round in 0..1_000u64 {
+            st.push_read([ev("a", round)]);
+            let d = st.dispatch(1, 0, 100);
+            assert!(st.settle(d[0].token, "acked"));
+        }
+        assert!(st.deadlines.len() <= 4 * 10 + 1_024 + 1);
+        assert_eq!(st.checkpoint(), 1_000);
     }
 
     #[test]
