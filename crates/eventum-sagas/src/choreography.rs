@@ -196,8 +196,8 @@ async fn run<R: Reactor>(
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), RunError> {
     let mut subscription = store.subscribe(reactor.source(), SubscriptionFrom::Position(from));
-    let mut tick =
-        tokio::time::interval(Duration::from_millis(config.checkpoint_interval_ms.max(1)));
+    let period = Duration::from_millis(config.checkpoint_interval_ms.max(1));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let policy = RetryPolicy {
         retries_max: config.send_retries_max,

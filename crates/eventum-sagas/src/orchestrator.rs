@@ -330,6 +330,23 @@ impl Orchestrator {
     }
 }
 
+impl Orchestrator {
+    /// Whether some step (or the start) reacts to `event_type`.
+    fn mentions(&self, event_type: &str) -> bool {
+        event_type == self.start_event
+            || self.steps.iter().any(|s| {
+                [
+                    &s.succeeded_on,
+                    &s.failed_on,
+                    &s.compensated_on,
+                    &s.compensation_failed_on,
+                ]
+                .iter()
+                .any(|types| types.iter().any(|t| t == event_type))
+            })
+    }
+}
+
 fn timeout(after_ms: u64) -> Action {
     Action::Schedule {
         name: TIMEOUT_DEADLINE.into(),
@@ -350,6 +367,10 @@ impl Saga for Orchestrator {
     }
 
     fn correlate(&self, event: &RecordedEvent) -> Option<String> {
+        // Events no step mentions are not routed, so they cost no step record.
+        if !self.mentions(&event.event_type) {
+            return None;
+        }
         let data: serde_json::Value = serde_json::from_slice(&event.data).ok()?;
         match data.get(&self.key_field)? {
             serde_json::Value::String(s) => Some(s.clone()),

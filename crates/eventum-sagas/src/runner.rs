@@ -144,9 +144,10 @@ impl<G: Saga> Runner<G> {
         let mut subscription = self
             .store
             .subscribe(self.saga.source(), SubscriptionFrom::Position(from));
-        let mut tick = tokio::time::interval(Duration::from_millis(
-            self.config.checkpoint_interval_ms.max(1),
-        ));
+        // The first tick comes after one period (not at once), so the checkpoint moves only
+        // as configured.
+        let period = Duration::from_millis(self.config.checkpoint_interval_ms.max(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.fire_due().await?;
