@@ -17,8 +17,8 @@ pub struct StoreConfig {
     /// Event ids each consumer's inbox keeps; the oldest is evicted beyond this.
     /// Default 10,000.
     pub inbox_ids_max: u64,
-    /// Documents a transaction keeps decoded in memory before writing them into the
-    /// transaction early. Default 20,000.
+    /// Documents a general transaction ([`crate::StoreTx`]) keeps decoded in memory
+    /// before writing them into the transaction early. Default 20,000.
     pub tx_cached_docs_max: usize,
     /// redb page cache, in bytes. Default 64 MiB.
     pub cache_bytes: usize,
@@ -51,11 +51,16 @@ pub struct RunnerConfig {
     /// Events per read (and per transaction) while catching up or rebuilding; clamped
     /// to the event store's `read_events_max`. Default 10,000.
     pub catch_up_batch_events_max: usize,
+    /// Events per transaction while building a new generation (several reads of
+    /// `catch_up_batch_events_max`). Default 100,000.
+    pub rebuild_batch_events_max: usize,
     /// While building a new generation, only every n-th batch commit is durable (the
     /// others are not fsynced; a crash loses only rebuild progress, never consistency,
-    /// because the checkpoint is in the same transaction). Default 16.
+    /// because the checkpoint is in the same transaction). Default 4.
     pub rebuild_durable_every_batches: u64,
-    /// Documents kept decoded between batches by a running projection. Default 100,000.
+    /// Documents a projection keeps decoded, within and between batches (it is the only
+    /// writer of its generation, so the cache stays true); when full, pending writes go
+    /// into the transaction and the cache starts over. Default 100,000.
     pub doc_cache_entries_max: usize,
 }
 
@@ -65,7 +70,8 @@ impl Default for RunnerConfig {
             batch_events_max: 1_000,
             batch_latency_ms_max: 20,
             catch_up_batch_events_max: 10_000,
-            rebuild_durable_every_batches: 16,
+            rebuild_batch_events_max: 100_000,
+            rebuild_durable_every_batches: 4,
             doc_cache_entries_max: 100_000,
         }
     }

@@ -36,10 +36,6 @@ impl DocCache {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
     }
-
-    pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 /// A generation's document and lookup tables, open in one write transaction.
@@ -50,6 +46,9 @@ pub(crate) struct Documents<'t> {
     defs: Arc<[Lookup]>,
     config: Arc<StoreConfig>,
     cache: DocCache,
+    /// Most documents kept decoded; beyond it, pending writes go into the transaction
+    /// and the cache starts over.
+    entries_max: usize,
 }
 
 impl<'t> Documents<'t> {
@@ -60,6 +59,7 @@ impl<'t> Documents<'t> {
         defs: Arc<[Lookup]>,
         config: Arc<StoreConfig>,
         cache: DocCache,
+        entries_max: usize,
     ) -> Result<Self, TxError> {
         let docs_name = docs_table_name(model, generation);
         let lookups_name = lookups_table_name(model, generation);
@@ -72,6 +72,7 @@ impl<'t> Documents<'t> {
             defs,
             config,
             cache,
+            entries_max: entries_max.max(1),
         })
     }
 
@@ -92,7 +93,7 @@ impl<'t> Documents<'t> {
     fn slot(&mut self, key: &str) -> Result<&mut Slot, TxError> {
         self.check_key(key)?;
         if !self.cache.entries.contains_key(key) {
-            if self.cache.entries.len() >= self.config.tx_cached_docs_max.max(1) {
+            if self.cache.entries.len() >= self.entries_max {
                 // Bound memory: write what is pending into the transaction and start over.
                 self.flush()?;
                 self.cache.clear();
@@ -192,13 +193,9 @@ impl<'t> Documents<'t> {
         Ok(())
     }
 
-    /// Flushes and hands the cache back for the next batch; `entries_max` bounds what is
-    /// kept (beyond it the cache starts empty).
-    pub(crate) fn finish(mut self, entries_max: usize) -> Result<DocCache, TxError> {
+    /// Flushes and hands the cache back for the next batch.
+    pub(crate) fn finish(mut self) -> Result<DocCache, TxError> {
         self.flush()?;
-        if self.cache.len() > entries_max {
-            self.cache.clear();
-        }
         Ok(std::mem::take(&mut self.cache))
     }
 }

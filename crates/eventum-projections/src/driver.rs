@@ -198,32 +198,54 @@ impl Driver {
         stop: Option<&watch::Receiver<bool>>,
     ) -> Result<bool, RunError> {
         let page = self.page_events();
-        let mut next = Some(self.spawn_read(self.cursor, page));
+        // While building, several pages make one transaction: a rebuild rewrites most of
+        // its documents in every batch, so fewer, larger batches write fewer pages.
+        let batch_max = if self.building.is_some() {
+            self.config.rebuild_batch_events_max
+        } else {
+            self.config.catch_up_batch_events_max
+        }
+        .max(1);
+        let mut read_from = self.cursor;
+        let mut pending: Vec<RecordedEvent> = Vec::new();
+        let mut next = Some(self.spawn_read(read_from, page));
         while let Some(read) = next.take() {
             let (head_before, events) = read.await.map_err(|e| {
                 StorageError::new(StorageErrorKind::Io, format!("read task: {e}"))
             })??;
             let short = events.len() < page;
-            let mut cursor = self.cursor;
             if let Some(last) = events.last() {
-                cursor.position_next = last.position + 1;
-                cursor.stream_version_next = last.version + 1;
+                read_from.position_next = last.position + 1;
+                read_from.stream_version_next = last.version + 1;
             }
             let stopping = stop.is_some_and(stop_requested);
             if !short && !stopping {
-                next = Some(self.spawn_read(cursor, page));
+                next = Some(self.spawn_read(read_from, page));
             }
+            let mut cursor = Cursor {
+                events_applied: self.cursor.events_applied,
+                ..read_from
+            };
             if short && let Some(head) = head_before {
                 // Everything up to the head seen before the read was in it.
                 cursor.position_next = cursor.position_next.max(head + 1);
             }
+            if pending.is_empty() {
+                pending = events;
+            } else {
+                pending.extend(events);
+            }
+            if !(short || stopping || pending.len() >= batch_max) {
+                continue;
+            }
             let switch = short && self.building.is_some();
-            if events.is_empty() && !switch {
+            if pending.is_empty() && !switch {
                 // Nothing to write: the advance is kept in memory and committed with the
                 // next batch (replaying events that do not match is harmless).
                 self.cursor = cursor;
             } else {
-                self.commit_batch(events, cursor, switch).await?;
+                self.commit_batch(std::mem::take(&mut pending), cursor, switch)
+                    .await?;
             }
             if short {
                 self.publish(RunState::CatchingUp);
@@ -362,6 +384,7 @@ impl Batch {
                 self.lookups.clone(),
                 self.store.config_arc(),
                 self.cache,
+                self.cache_entries_max,
             )
             .map_err(storage)?;
             let mut tx = ProjectionTx {
@@ -377,12 +400,10 @@ impl Batch {
                     .apply(&mut tx, e)
                     .map_err(|source| apply_error(&self.model, e, source))?;
             }
-            *kept = tx
-                .finish(self.cache_entries_max)
-                .map_err(|e| match events.last() {
-                    Some(last) => apply_error(&self.model, last, ProjectionError::from(e)),
-                    None => storage(e),
-                })?;
+            *kept = tx.finish().map_err(|e| match events.last() {
+                Some(last) => apply_error(&self.model, last, ProjectionError::from(e)),
+                None => storage(e),
+            })?;
         }
         write_cursor(&txn, &consumer, cursor)?;
         if let Some(b) = self.building {

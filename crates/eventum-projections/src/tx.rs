@@ -81,9 +81,9 @@ impl<'t> ProjectionTx<'t> {
         Ok(inbox.check_and_record(&self.consumer, event_id)?)
     }
 
-    pub(crate) fn finish(self, entries_max: usize) -> Result<DocCache, TxError> {
+    pub(crate) fn finish(self) -> Result<DocCache, TxError> {
         drop(self.inbox);
-        self.docs.finish(entries_max)
+        self.docs.finish()
     }
 }
 
@@ -177,6 +177,7 @@ impl<'t> StoreTx<'t> {
                 row.lookups.into(),
                 self.config.clone(),
                 DocCache::default(),
+                self.config.tx_cached_docs_max,
             )?;
             self.models.insert(model.to_owned(), docs);
         }
@@ -201,7 +202,7 @@ impl<'t> StoreTx<'t> {
     /// Writes the pending documents; called before the commit.
     pub(crate) fn finish(self) -> Result<(), TxError> {
         for (_, docs) in self.models {
-            docs.finish(0)?;
+            docs.finish()?;
         }
         Ok(())
     }

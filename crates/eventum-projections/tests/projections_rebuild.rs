@@ -15,6 +15,7 @@ fn tiny_batches() -> RunnerConfig {
     RunnerConfig {
         batch_events_max: 5,
         catch_up_batch_events_max: 10,
+        rebuild_batch_events_max: 25,
         rebuild_durable_every_batches: 3,
         ..RunnerConfig::default()
     }
@@ -81,6 +82,8 @@ async fn rebuild_serves_the_old_generation_until_the_switch() {
     };
     assert_eq!(report.generation, 2);
     assert_eq!(report.position_next, history.len() as u64);
+    let order_events = history.iter().filter(|e| e.category() == "order").count();
+    assert_eq!(report.events_applied, order_events as u64);
     assert_eq!(read_model(&models, "orders"), v2, "equals a fresh fold");
     let info = models.model_info("orders").unwrap().unwrap();
     assert_eq!((info.generation, info.version, info.building), (2, 2, None));
