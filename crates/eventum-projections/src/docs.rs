@@ -232,3 +232,62 @@ fn lookup_values(
     out.sort_unstable();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::{Database, ReadableDatabase};
+    use serde_json::json;
+
+    fn lookup_rows(db: &Database) -> Vec<(String, String, String)> {
+        let txn = db.begin_read().unwrap();
+        let name = lookups_table_name("m", 1);
+        let table = txn.open_table(LookupsDef::new(&name)).unwrap();
+        table
+            .iter()
+            .unwrap()
+            .map(|r| {
+                let (k, _) = r.unwrap();
+                let (a, b, c) = k.value();
+                (a.to_owned(), b.to_owned(), c.to_owned())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn lookups_follow_writes_and_a_full_cache_spills_into_the_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let defs: Arc<[Lookup]> = vec![Lookup::field("by_s", "/s")].into();
+        let config = Arc::new(StoreConfig::default());
+        let txn = db.begin_write().unwrap();
+        {
+            // A cache of 2 documents for 5 keys: early spills must lose nothing.
+            let mut docs = Documents::open(
+                &txn,
+                "m",
+                1,
+                defs.clone(),
+                config.clone(),
+                DocCache::default(),
+                2,
+            )
+            .unwrap();
+            for k in 0..5 {
+                docs.put(&format!("k{k}"), json!({"s": "a"})).unwrap();
+            }
+            docs.put("k1", json!({"s": "b"})).unwrap();
+            assert!(docs.delete("k2").unwrap());
+            assert!(!docs.delete("absent").unwrap());
+            docs.finish().unwrap();
+        }
+        txn.commit().unwrap();
+        let rows = lookup_rows(&db);
+        let expected: Vec<(String, String, String)> =
+            [("a", "k0"), ("a", "k3"), ("a", "k4"), ("b", "k1")]
+                .iter()
+                .map(|(v, k)| ("by_s".to_owned(), v.to_string(), k.to_string()))
+                .collect();
+        assert_eq!(rows, expected);
+    }
+}

@@ -107,3 +107,36 @@ pub(crate) fn clear(txn: &WriteTransaction, consumer: &str) -> Result<(), Storag
     inbox.meta.remove(consumer).map_err(db_error)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redb::Database;
+    use uuid::Uuid;
+
+    #[test]
+    fn records_once_evicts_oldest_and_clears() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Database::create(dir.path().join("t.redb")).unwrap();
+        let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut inbox = Inbox::open(&txn, 3).unwrap();
+            for id in &ids {
+                assert!(inbox.check_and_record("c", *id).unwrap());
+            }
+            assert!(!inbox.check_and_record("c", ids[5]).unwrap(), "seen");
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(inbox.contains("c", *id).unwrap(), i >= 3, "id {i}");
+            }
+            assert!(inbox.check_and_record("other", ids[5]).unwrap());
+        }
+        clear(&txn, "c").unwrap();
+        {
+            let inbox = Inbox::open(&txn, 3).unwrap();
+            assert!(ids.iter().all(|id| !inbox.contains("c", *id).unwrap()));
+            assert!(inbox.contains("other", ids[5]).unwrap());
+        }
+        txn.commit().unwrap();
+    }
+}
