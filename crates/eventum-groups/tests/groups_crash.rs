@@ -118,7 +118,13 @@ fn sigkill_while_consuming_loses_no_event() {
     let mut seed = 0x5eed_u64;
     for cycle in 0..cycles {
         let mut child = Command::new(&exe)
-            .args(["--exact", CHILD_TEST, "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                CHILD_TEST,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -131,9 +137,14 @@ fn sigkill_while_consuming_loses_no_event() {
             let _ = stdout.read_to_string(&mut out);
             out
         });
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         std::thread::sleep(Duration::from_millis(60 + (seed >> 33) % 200));
-        assert!(child.try_wait().unwrap().is_none(), "cycle {cycle}: child exited by itself");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "cycle {cycle}: child exited by itself"
+        );
         child.kill().unwrap();
         child.wait().unwrap();
         let out = reader.join().unwrap();
@@ -163,9 +174,16 @@ fn sigkill_while_consuming_loses_no_event() {
                 .map(|p| p.event.position)
                 .collect();
             let unique: BTreeSet<u64> = parked.iter().copied().collect();
-            assert_eq!(unique.len(), parked.len(), "cycle {cycle}: an event parked twice");
+            assert_eq!(
+                unique.len(),
+                parked.len(),
+                "cycle {cycle}: an event parked twice"
+            );
             for p in &confirmed_parks {
-                assert!(unique.contains(p), "cycle {cycle}: confirmed park of {p} lost");
+                assert!(
+                    unique.contains(p),
+                    "cycle {cycle}: confirmed park of {p} lost"
+                );
             }
             // Do not consume here: the next child continues from the stored state.
             drop(svc);
