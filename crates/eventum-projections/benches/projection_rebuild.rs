@@ -6,7 +6,8 @@
 //! `cargo bench -p eventum-projections --bench projection_rebuild`
 //! Environment: `EVENTUM_BENCH_EVENTS`, `EVENTUM_BENCH_STREAMS`, `EVENTUM_BENCH_APPEND_BATCH`
 //! (events per append, each to one random stream; default 100), `EVENTUM_BENCH_LOG_DIR`
-//! (keep the filled log there and reuse it on the next run).
+//! (keep the filled log there and reuse it on the next run), `EVENTUM_BENCH_REBUILD_BATCH`
+//! (`rebuild_batch_events_max`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -151,7 +152,13 @@ fn main() {
             models.clone(),
             events_store,
             Arc::new(StreamSummary),
-            RunnerConfig::default(),
+            RunnerConfig {
+                rebuild_batch_events_max: env(
+                    "EVENTUM_BENCH_REBUILD_BATCH",
+                    RunnerConfig::default().rebuild_batch_events_max as u64,
+                ) as usize,
+                ..RunnerConfig::default()
+            },
             |_: &Status| {},
         )
         .await
