@@ -656,6 +656,47 @@ mod tests {
     }
 
     #[test]
+    fn new_events_stop_at_the_dead_letter_limit() {
+        let mut st = state(false);
+        st.push_read([ev("a", 0), ev("b", 1), ev("c", 2)]);
+        let d = st.dispatch(1, 0, 1);
+        assert!(st.nack(d[0].token, NackAction::Park, "x", 0));
+        // One dead letter queued, the limit is one: nothing new goes out.
+        assert!(st.dispatch(10, 0, 1).is_empty());
+        let jobs: Vec<Job> = st.jobs.drain(..).collect();
+        st.complete_jobs(jobs, &[0], 0);
+        assert!(st.dispatch(10, 0, 1).is_empty());
+        // Replaying makes room only once resolved; the replay itself still goes out.
+        assert_eq!(st.replay(None), Some(1));
+        let r = st.dispatch(10, 0, 1);
+        assert_eq!(r.len(), 1);
+        assert!(st.settle(r[0].token, "acked"));
+        let jobs: Vec<Job> = st.jobs.drain(..).collect();
+        st.complete_jobs(jobs, &[1], 0);
+        assert_eq!(st.dispatch(10, 0, 1).len(), 2);
+    }
+
+    #[test]
+    fn consumer_slots_free_up_when_idle() {
+        let mut st = state(true);
+        let config = GroupsConfig {
+            consumers_per_group_max: 2,
+            consumer_idle_ms: 1_000,
+            ..GroupsConfig::default()
+        };
+        assert!(st.touch_consumer("a", 0, &config));
+        assert!(st.touch_consumer("b", 500, &config));
+        assert!(!st.touch_consumer("c", 900, &config));
+        assert!(
+            st.touch_consumer("a", 900, &config),
+            "a known consumer always gets in"
+        );
+        // b polled at 500: idle by 1,600; a (900) is not.
+        assert!(st.touch_consumer("c", 1_600, &config));
+        assert_eq!(st.counts().consumers, 2);
+    }
+
+    #[test]
     fn settled_deadlines_do_not_pile_up() {
         let mut st = state(false);
         st.settings.in_flight_max = 10;
