@@ -189,6 +189,8 @@ pub enum RunError {
     #[error("projection {model} is already running in this process")]
     Busy { model: String },
     /// `apply` failed on the event at `position`; nothing of its batch was committed.
+    /// A document bound (size, lookup values) is checked when the batch's documents are
+    /// written, after the last `apply`: then `position` is the batch's last event.
     #[error("projection {model} failed at position {position} (event {event_id}): {source}")]
     Apply {
         model: String,

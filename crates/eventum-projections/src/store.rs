@@ -126,6 +126,27 @@ impl ReadModelStore {
         Ok(result)
     }
 
+    /// [`ReadModelStore::transaction`] on the blocking pool, for async callers (a
+    /// consumer-group handler, a saga).
+    pub async fn transaction_async<T, E>(
+        &self,
+        f: impl FnOnce(&mut StoreTx<'_>) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<TxError> + Send + 'static,
+    {
+        let store = self.clone();
+        match tokio::task::spawn_blocking(move || store.transaction(f)).await {
+            Ok(result) => result,
+            Err(e) => Err(TxError::Storage(eventum_core::StorageError::new(
+                eventum_core::StorageErrorKind::Io,
+                format!("read-model transaction task failed: {e}"),
+            ))
+            .into()),
+        }
+    }
+
     /// Defines a read model written by user code through [`StoreTx`] (not by a
     /// projection). Idempotent; a model of that name with other lookups, or one a
     /// projection owns, is refused.

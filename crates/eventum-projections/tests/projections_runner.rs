@@ -230,3 +230,80 @@ async fn one_runner_per_projection_and_invalid_projections_are_refused() {
         Ok(_) => panic!("a projection with an invalid name started"),
     }
 }
+
+/// Writes one document whose size grows with the event's `pad`.
+struct Padded;
+
+impl eventum_projections::Projection for Padded {
+    fn name(&self) -> &str {
+        "padded"
+    }
+    fn version(&self) -> u64 {
+        1
+    }
+    fn target(&self) -> eventum_core::SubscriptionTarget {
+        eventum_core::SubscriptionTarget::Category("pad".into())
+    }
+    fn apply(
+        &self,
+        tx: &mut eventum_projections::ProjectionTx<'_>,
+        e: &eventum_core::RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        let data: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+        tx.put(&e.stream, data)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_over_the_size_bound_stops_the_projection_with_a_typed_error() {
+    let (log_dir, rm_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let log = open_log(log_dir.path());
+    let models = open_models_with(
+        rm_dir.path(),
+        eventum_projections::StoreConfig {
+            doc_bytes_max: 200,
+            ..eventum_projections::StoreConfig::default()
+        },
+    );
+    let runner = ProjectionRunner::start(
+        models.clone(),
+        log.clone(),
+        Arc::new(Padded),
+        RunnerConfig::default(),
+    )
+    .await
+    .unwrap();
+    let ok = append(&*log, "pad-1", vec![event("P", json!({"pad": "x"}))]).await;
+    within("small", runner.wait_for_position(ok)).await.unwrap();
+    let big = append(
+        &*log,
+        "pad-2",
+        vec![event("P", json!({"pad": "x".repeat(300)}))],
+    )
+    .await;
+    let err = within("big", runner.wait_for_position(big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            RunError::Apply {
+                source: ProjectionError::InvalidInput(
+                    eventum_projections::InvalidRequest::DocTooLarge { .. }
+                ),
+                position,
+                ..
+            } if *position == big
+        ),
+        "{err:?}"
+    );
+    assert_eq!(models.get("padded", "pad-2").unwrap(), None);
+    assert_eq!(
+        models.get("padded", "pad-1").unwrap(),
+        Some(json!({"pad": "x"}))
+    );
+    assert_eq!(
+        models.model_info("padded").unwrap().unwrap().position_next,
+        ok + 1
+    );
+}

@@ -122,6 +122,35 @@ async fn the_inbox_drops_a_repeated_delivery_with_its_checkpoint() {
     assert_eq!(c1[0].key, "c1");
 }
 
+#[tokio::test]
+async fn async_callers_get_the_same_all_or_nothing_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = open_models(dir.path());
+    models.define_model("m", vec![]).unwrap();
+    let id = Uuid::now_v7();
+    for expected in [true, false] {
+        let fresh = models
+            .transaction_async(move |tx| {
+                let fresh = tx.inbox_check_and_record("h", id)?;
+                if fresh {
+                    tx.put("m", "k", json!({"n": 1}))?;
+                }
+                Ok::<_, TxError>(fresh)
+            })
+            .await
+            .unwrap();
+        assert_eq!(fresh, expected);
+    }
+    let failed: Result<(), TxError> = models
+        .transaction_async(|tx| {
+            tx.put("m", "k", json!({"n": 2}))?;
+            Err(TxError::ModelNotFound { model: "x".into() })
+        })
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(models.get("m", "k").unwrap(), Some(json!({"n": 1})));
+}
+
 #[test]
 fn the_inbox_keeps_the_last_n_ids_per_consumer() {
     let dir = tempfile::tempdir().unwrap();
