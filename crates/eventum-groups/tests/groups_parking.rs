@@ -70,7 +70,7 @@ async fn ordered_holds_later_events_behind_a_parked_one_until_replayed() {
     svc.ack("g", &[d[0].token]).await.unwrap();
     assert_eq!(svc.info("g").unwrap().checkpoint, last_user + 1);
     let mut lag = u64::MAX;
-    for _ in 0..40 {
+    for _ in 0..100 {
         lag = svc.info("g").unwrap().lag_events;
         if lag == 0 {
             break;
