@@ -9,6 +9,7 @@
 //! ([`ProjectionRunner`]), inline with appends ([`InlineProjections`]), or are rebuilt
 //! into a new generation that is switched in atomically ([`rebuild()`]).
 
+mod commit;
 pub mod config;
 mod docs;
 mod driver;
