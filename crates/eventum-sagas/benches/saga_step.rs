@@ -1,1 +1,253 @@
-fn main() {}
+//! One saga step end to end on the real `LogStore`: an event is appended, the saga runner
+//! records the step and sends a command, the service appends its answer. The latency from
+//! before the first append until the answer is durable is compared with the same-run
+//! `pwrite` + `fdatasync` p99 of the same disk (target: step p99 ≤ 5 ms + fdatasync p99).
+//!
+//! Run: `cargo bench -p eventum-sagas --bench saga_step` (env `SAGA_BENCH_SECONDS`, default 10
+//! per scenario).
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use eventum_core::{
+    Causation, CommandAccepted, CommandEnvelope, CommandSender, EventStore, ExpectedVersion,
+    NewEvent, RecordedEvent, SendError, StreamName, SubscriptionTarget,
+};
+use eventum_log::{LogConfig, LogStore};
+use eventum_sagas::{Action, SagaConfig, SagaRunner, SystemClock, Trigger};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use tokio::sync::mpsc;
+
+/// On `OrderPlaced`, ask for payment; on `PaymentProcessed`, complete.
+struct PayOrder;
+
+impl eventum_sagas::Saga for PayOrder {
+    type State = ();
+    fn name(&self) -> &str {
+        "bench"
+    }
+    fn source(&self) -> SubscriptionTarget {
+        SubscriptionTarget::Category("orders".into())
+    }
+    fn correlate(&self, event: &RecordedEvent) -> Option<String> {
+        if event.event_type != "OrderPlaced" && event.event_type != "PaymentProcessed" {
+            return None;
+        }
+        let d: serde_json::Value = serde_json::from_slice(&event.data).ok()?;
+        d["order_id"].as_str().map(str::to_owned)
+    }
+    fn starts(&self, event: &RecordedEvent) -> bool {
+        event.event_type == "OrderPlaced"
+    }
+    fn handle(&self, _: &(), trigger: &Trigger<'_>) -> Vec<Action> {
+        match trigger.event_type() {
+            Some("OrderPlaced") => {
+                let Trigger::Event(e) = trigger else {
+                    return Vec::new();
+                };
+                let d: serde_json::Value = serde_json::from_slice(&e.data).unwrap();
+                vec![Action::send("ProcessPayment", d)]
+            }
+            Some("PaymentProcessed") => vec![Action::Complete],
+            _ => Vec::new(),
+        }
+    }
+    fn evolve(&self, _: &mut (), _: &Trigger<'_>) {}
+}
+
+/// The payment service: appends its answer (deduplicated by command id) and reports when
+/// it is durable.
+struct Payments {
+    store: Arc<dyn EventStore>,
+    done: mpsc::Sender<(String, Instant)>,
+}
+
+#[async_trait]
+impl CommandSender for Payments {
+    async fn send(&self, command: CommandEnvelope) -> Result<CommandAccepted, SendError> {
+        let order_id = command.payload["order_id"].as_str().unwrap().to_owned();
+        let stream = StreamName::new(format!("orders-cmd-{}", command.command_id)).unwrap();
+        let event = Causation::caused_by_command(&command)
+            .stamp(NewEvent::new("PaymentProcessed", &json!({"order_id": order_id})).unwrap());
+        let r = self
+            .store
+            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await
+            .map_err(|e| SendError::Failed(e.to_string()))?;
+        let _ = self.done.send((order_id, Instant::now())).await;
+        Ok(CommandAccepted {
+            stream: stream.to_string(),
+            version: Some(r.next_expected_version),
+            position: Some(r.position),
+            event_ids: Vec::new(),
+            duplicate: false,
+        })
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()
+}
+
+/// `pwrite` of one small record + `fdatasync`, one at a time, into a preallocated file.
+fn raw_fdatasync(dir: &Path, duration: Duration) -> Histogram<u64> {
+    const FILE_BYTES: u64 = 64 * 1024 * 1024;
+    let path = dir.join("raw");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    // Preallocate with real blocks, as the store's segments are.
+    let zeros = vec![0u8; 1024 * 1024];
+    for i in 0..FILE_BYTES / zeros.len() as u64 {
+        file.write_all_at(&zeros, i * zeros.len() as u64).unwrap();
+    }
+    file.sync_all().unwrap();
+    let record = vec![7u8; 300];
+    let mut offset = 0;
+    let mut h = histogram();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        if offset + record.len() as u64 > FILE_BYTES {
+            offset = 0;
+        }
+        let t = Instant::now();
+        file.write_all_at(&record, offset).unwrap();
+        file.sync_data().unwrap();
+        h.saturating_record(t.elapsed().as_micros() as u64);
+        offset += record.len() as u64;
+    }
+    drop(file);
+    std::fs::remove_file(path).unwrap();
+    h
+}
+
+/// Raw `LogStore` appends of one event, one at a time (for context).
+async fn store_appends(store: &Arc<LogStore>, duration: Duration) -> Histogram<u64> {
+    let mut h = histogram();
+    let stream = StreamName::new("rawbench-1").unwrap();
+    let started = Instant::now();
+    while started.elapsed() < duration {
+        let e = NewEvent::new("Raw", &json!({"x": 1})).unwrap();
+        let t = Instant::now();
+        store
+            .append(&stream, ExpectedVersion::Any, vec![e])
+            .await
+            .unwrap();
+        h.saturating_record(t.elapsed().as_micros() as u64);
+    }
+    h
+}
+
+async fn saga_steps(store: &Arc<LogStore>, duration: Duration) -> (Histogram<u64>, u64) {
+    let (done_tx, mut done_rx) = mpsc::channel(1024);
+    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let runner = SagaRunner::start(
+        dyn_store.clone(),
+        Arc::new(Payments {
+            store: dyn_store.clone(),
+            done: done_tx,
+        }),
+        PayOrder,
+        SagaConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap();
+    let mut h = histogram();
+    let started = Instant::now();
+    let mut steps = 0u64;
+    while started.elapsed() < duration {
+        let order_id = format!("o{steps}");
+        let stream = StreamName::new(format!("orders-{order_id}")).unwrap();
+        let event = NewEvent::new("OrderPlaced", &json!({"order_id": order_id})).unwrap();
+        let t = Instant::now();
+        store
+            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .await
+            .unwrap();
+        loop {
+            let (answered, at) = tokio::time::timeout(Duration::from_secs(10), done_rx.recv())
+                .await
+                .expect("the saga answers within 10 s")
+                .unwrap();
+            if answered == order_id {
+                h.saturating_record(at.duration_since(t).as_micros() as u64);
+                break;
+            }
+        }
+        steps += 1;
+    }
+    runner.stop().await.unwrap();
+    (h, steps)
+}
+
+fn row(name: &str, h: &Histogram<u64>) {
+    println!(
+        "{name:<44} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.value_at_quantile(0.999) as f64 / 1000.0,
+        h.max() as f64 / 1000.0
+    );
+}
+
+fn main() {
+    let seconds: u64 = std::env::var("SAGA_BENCH_SECONDS")
+        .ok()
+        .map_or(10, |v| v.parse().expect("SAGA_BENCH_SECONDS is a number"));
+    let duration = Duration::from_secs(seconds);
+    // In the target directory: the same disk the other benches and the store use.
+    let base = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    println!(
+        "saga_step: {seconds} s per scenario, directory {}",
+        dir.path().display()
+    );
+
+    let raw = raw_fdatasync(dir.path(), duration);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (appends, (steps, count)) = runtime.block_on(async {
+        let store = LogStore::open(dir.path().join("store"), LogConfig::default()).unwrap();
+        let appends = store_appends(&store, duration).await;
+        let steps = saga_steps(&store, duration).await;
+        store.shutdown();
+        (appends, steps)
+    });
+
+    println!(
+        "\n{:<44} {:>8} {:>9} {:>9} {:>9} {:>9}",
+        "scenario (latency in ms)", "samples", "p50", "p99", "p99.9", "max"
+    );
+    row("raw pwrite+fdatasync (baseline)", &raw);
+    row("LogStore append, 1 event (context)", &appends);
+    row("saga step: event in -> command -> event out", &steps);
+    let raw_p99_ms = raw.value_at_quantile(0.99) as f64 / 1000.0;
+    let step_p99_ms = steps.value_at_quantile(0.99) as f64 / 1000.0;
+    let target_ms = 5.0 + raw_p99_ms;
+    println!(
+        "\nsaga steps: {count}; step p99 {step_p99_ms:.3} ms; target 5 ms + fdatasync p99 = {target_ms:.3} ms; \
+         step p99 / fdatasync p99 = {:.2}; {}",
+        step_p99_ms / raw_p99_ms,
+        if step_p99_ms <= target_ms {
+            "MET"
+        } else {
+            "MISSED"
+        }
+    );
+}

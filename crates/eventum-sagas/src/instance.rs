@@ -327,3 +327,157 @@ pub fn plan_step<G: Saga>(
         events,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::saga::FiredDeadline;
+    use eventum_core::{RecordedEvent, SubscriptionTarget};
+
+    /// Does whatever the event's type names.
+    struct Scripted;
+
+    impl Saga for Scripted {
+        type State = u32;
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn source(&self) -> SubscriptionTarget {
+            SubscriptionTarget::All
+        }
+        fn correlate(&self, _: &RecordedEvent) -> Option<String> {
+            Some("k".into())
+        }
+        fn starts(&self, _: &RecordedEvent) -> bool {
+            true
+        }
+        fn handle(&self, _: &u32, trigger: &Trigger<'_>) -> Vec<Action> {
+            let schedule = |name: &str, after_ms| Action::Schedule {
+                name: name.into(),
+                after_ms,
+                payload: serde_json::Value::Null,
+            };
+            match trigger.event_type().unwrap_or("deadline") {
+                "two-timers" => vec![schedule("a", 10), schedule("b", 20)],
+                "reschedule-a" => vec![schedule("a", 50)],
+                "finish" => vec![
+                    Action::send("C", serde_json::json!(1)),
+                    Action::Complete,
+                    Action::send("Never", serde_json::json!(2)),
+                ],
+                "many" => (0..5).map(|i| Action::send("C", i.into())).collect(),
+                _ => Vec::new(),
+            }
+        }
+        fn evolve(&self, state: &mut u32, _: &Trigger<'_>) {
+            *state += 1;
+        }
+    }
+
+    const LIMITS: StepLimits = StepLimits {
+        instance_steps_max: 100,
+        step_actions_max: 4,
+    };
+
+    fn run(instance: &mut Instance<u32>, event_type: &str, now_ms: i64) -> StepPlan {
+        let e = crate::testing::event("x-1", event_type, serde_json::json!({}));
+        let plan = plan_step(&Scripted, instance, &Trigger::Event(&e), now_ms, LIMITS);
+        for r in &plan.records {
+            instance.apply(r).unwrap();
+        }
+        instance.version =
+            Some(instance.version.map_or(0, |v| v + 1) + plan.records.len() as u64 - 1);
+        plan
+    }
+
+    fn fresh() -> Instance<u32> {
+        Instance::new(
+            "k".into(),
+            crate::records::instance_stream("scripted", "k").unwrap(),
+        )
+    }
+
+    #[test]
+    fn the_same_inputs_plan_the_same_ids() {
+        let e = crate::testing::event("x-1", "finish", serde_json::json!({}));
+        let a = plan_step(&Scripted, &fresh(), &Trigger::Event(&e), 0, LIMITS);
+        let b = plan_step(&Scripted, &fresh(), &Trigger::Event(&e), 0, LIMITS);
+        let ids = |p: &StepPlan| p.events.iter().map(NewEvent::id).collect::<Vec<_>>();
+        assert_eq!(ids(&a), ids(&b));
+        assert_eq!(a.records, b.records);
+    }
+
+    #[test]
+    fn scheduling_a_pending_name_replaces_it_and_finishing_cancels_the_rest() {
+        let mut i = fresh();
+        run(&mut i, "two-timers", 1_000);
+        assert_eq!(i.pending["a"].due_at_ms, 1_010);
+        let old_a = i.pending["a"].deadline_id;
+        let plan = run(&mut i, "reschedule-a", 2_000);
+        assert!(plan.records.iter().any(|r| matches!(r,
+            InstanceRecord::DeadlineCancelled { deadline_id, .. } if *deadline_id == old_a)));
+        assert_eq!(i.pending["a"].due_at_ms, 2_050);
+        assert_eq!(i.pending.len(), 2);
+
+        // Complete stops the step: the action after it is dropped; pending deadlines go.
+        let plan = run(&mut i, "finish", 3_000);
+        assert_eq!(i.status, Status::Completed);
+        assert!(i.pending.is_empty());
+        let sent: Vec<_> = plan
+            .records
+            .iter()
+            .filter(|r| matches!(r, InstanceRecord::CommandSent { .. }))
+            .collect();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(i.last_effects.cancelled.len(), 2);
+        assert_eq!(i.state, 3, "evolved once per step");
+    }
+
+    #[test]
+    fn a_fired_deadline_is_no_longer_pending() {
+        let mut i = fresh();
+        run(&mut i, "two-timers", 0);
+        let d = i.pending["b"].clone();
+        let fired = FiredDeadline {
+            deadline_id: d.deadline_id,
+            name: d.name,
+            due_at_ms: d.due_at_ms,
+            payload: d.payload,
+            correlation_id: d.correlation_id,
+        };
+        let plan = plan_step(&Scripted, &i, &Trigger::Deadline(&fired), 20, LIMITS);
+        for r in &plan.records {
+            i.apply(r).unwrap();
+        }
+        assert!(i.handled.contains(&fired.deadline_id));
+        assert_eq!(i.pending.keys().collect::<Vec<_>>(), ["a"]);
+        assert_eq!(i.last_effects.fired, Some(fired.deadline_id));
+    }
+
+    #[test]
+    fn too_many_actions_or_steps_fail_the_instance() {
+        let mut i = fresh();
+        run(&mut i, "many", 0);
+        assert_eq!(i.status, Status::Failed);
+        assert!(i.reason.as_deref().unwrap().contains("5 actions"));
+
+        let mut i = fresh();
+        let tight = StepLimits {
+            instance_steps_max: 2,
+            step_actions_max: 4,
+        };
+        let e = crate::testing::event("x-1", "noop", serde_json::json!({}));
+        let plan = plan_step(&Scripted, &i, &Trigger::Event(&e), 0, tight);
+        for r in &plan.records {
+            i.apply(r).unwrap();
+        }
+        i.version = Some(1);
+        assert_eq!(i.status, Status::Running);
+        let e = crate::testing::event("x-1", "noop", serde_json::json!({}));
+        let plan = plan_step(&Scripted, &i, &Trigger::Event(&e), 0, tight);
+        for r in &plan.records {
+            i.apply(r).unwrap();
+        }
+        assert_eq!(i.status, Status::Failed);
+    }
+}

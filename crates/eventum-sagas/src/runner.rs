@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use eventum_core::{
     AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, ReadDirection, ReadError,
-    RecordedEvent, StreamName, SubscriptionFrom,
+    RecordedEvent, StreamName, SubscriptionFrom, SubscriptionTarget,
 };
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -150,8 +150,17 @@ impl<G: Saga> Runner<G> {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.fire_due().await?;
+            self.book.refill_if_needed().await?;
+            let due = self.book.due(self.clock.now_ms()).is_some();
+            // A due deadline waits until every event already in the log has been handled:
+            // an answer recorded before the runner got round to the deadline (after a
+            // restart, or when it lags) wins over the timeout.
+            let fire = due && self.caught_up().await?;
+            if fire {
+                self.fire_due().await?;
+            }
             let sleep = match self.book.next_due_ms() {
+                Some(_) if due && !fire => Box::pin(futures::future::pending()),
                 Some(at) => self.clock.sleep_until(at),
                 None => Box::pin(futures::future::pending()),
             };
@@ -168,6 +177,31 @@ impl<G: Saga> Runner<G> {
             }
         }
         self.save_checkpoint().await
+    }
+
+    /// Whether the subscription has delivered every matching event in the log now.
+    async fn caught_up(&self) -> Result<bool, RunError> {
+        let Some(head) = self.store.head_position() else {
+            return Ok(true);
+        };
+        if self.next_position > head {
+            return Ok(true);
+        }
+        let next = match self.saga.source() {
+            SubscriptionTarget::Category(category) => {
+                self.store
+                    .read_category(&category, self.next_position, 1)
+                    .await?
+            }
+            SubscriptionTarget::All => {
+                self.store
+                    .read_all(Some(self.next_position), ReadDirection::Forward, 1)
+                    .await?
+            }
+            // A single stream's versions do not map onto positions cheaply: no wait.
+            SubscriptionTarget::Stream(_) => return Ok(true),
+        };
+        Ok(next.first().is_none_or(|e| e.position > head))
     }
 
     async fn save_checkpoint(&mut self) -> Result<(), RunError> {
@@ -215,10 +249,11 @@ impl<G: Saga> Runner<G> {
         Ok(())
     }
 
-    /// Fires every deadline that is due now.
+    /// Fires the earliest deadline that is due now. One at a time: firing may load an
+    /// instance and redo its last effects, which can append answers the next deadline must
+    /// wait for.
     async fn fire_due(&mut self) -> Result<(), RunError> {
-        self.book.refill_if_needed().await?;
-        while let Some(entry) = self.book.due(self.clock.now_ms()) {
+        if let Some(entry) = self.book.due(self.clock.now_ms()) {
             let span = tracing::info_span!(
                 "saga_deadline",
                 key = %entry.instance_key,
@@ -228,7 +263,6 @@ impl<G: Saga> Runner<G> {
                 causation_id = %entry.deadline_id,
             );
             self.fire(entry).instrument(span).await?;
-            self.book.refill_if_needed().await?;
         }
         Ok(())
     }
@@ -236,11 +270,18 @@ impl<G: Saga> Runner<G> {
     async fn fire(&mut self, entry: DeadlineEntry) -> Result<(), RunError> {
         let key = entry.instance_key.clone();
         let id = entry.deadline_id;
+        let loaded = !self.cache.contains(&key);
         let (instance, rejections) = self.checkout(&key).await?;
         let pending = instance.pending.values().any(|p| p.deadline_id == id);
         let handled = instance.handled.contains(&id);
         self.cache.put(instance);
         self.chain(&key, rejections).await?;
+        if loaded && pending {
+            // Loading redid the instance's last effects, which may have appended an answer
+            // that should come before this deadline: decide on the next round, after the
+            // catch-up check.
+            return Ok(());
+        }
         if !pending {
             // Fired, cancelled or replaced already: only the book lagged behind.
             if handled {
