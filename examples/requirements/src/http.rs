@@ -21,5 +21,10 @@ pub fn router(service: Service) -> Router {
         )
         .route("/requirements/{id}/audit", get(q::audit))
         .route("/users/{user}/notifications", get(q::notifications))
+        .route("/admin/projections/requirement-audit", get(q::audit_status))
+        .route(
+            "/admin/projections/requirement-audit/rebuild",
+            post(q::rebuild_audit),
+        )
         .with_state(service)
 }

@@ -139,3 +139,39 @@ pub(crate) async fn approval(
         "history": history,
     })))
 }
+
+fn projection_json(s: &eventum_projections::Status) -> Value {
+    let state = match &s.state {
+        eventum_projections::RunState::CatchingUp => "catching_up".to_owned(),
+        eventum_projections::RunState::Live => "live".to_owned(),
+        eventum_projections::RunState::Stopped => "stopped".to_owned(),
+        eventum_projections::RunState::Failed(e) => format!("failed: {e}"),
+    };
+    json!({
+        "model": s.model, "generation": s.generation, "rebuilding": s.rebuilding,
+        "position_next": s.position_next, "events_applied": s.events_applied,
+        "head": s.head, "lag_events": s.lag_events(), "state": state,
+    })
+}
+
+/// `GET /admin/projections/requirement-audit`: the async audit projection's progress.
+pub(crate) async fn audit_status(State(service): State<Service>) -> Json<Value> {
+    Json(projection_json(&service.audit.status()))
+}
+
+/// `POST /admin/projections/requirement-audit/rebuild`: rebuilds the audit log from
+/// position 0 into a new generation; the current one keeps answering queries until the
+/// new one has caught up and is switched in.
+pub(crate) async fn rebuild_audit(
+    State(service): State<Service>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    service
+        .audit
+        .rebuild()
+        .await
+        .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(projection_json(&service.audit.status())),
+    ))
+}
