@@ -60,9 +60,26 @@ pub async fn serve_with_groups(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with_routes(store, groups, None, config, listener, shutdown).await
+}
+
+/// [`serve_with_groups`], also serving an application's own `routes` (an embedded
+/// service such as the shop) beside the store's API. The routes must not overlap the
+/// store's paths and must not set a fallback.
+pub async fn serve_with_routes(
+    store: Arc<dyn EventStore>,
+    groups: Option<Arc<GroupService>>,
+    routes: Option<axum::Router>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let state = AppState::new(store, config).with_groups(groups);
     let signal = state.shutdown.clone();
-    let app = api::build(state);
+    let mut app = api::build(state);
+    if let Some(routes) = routes {
+        app = routes.merge(app);
+    }
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

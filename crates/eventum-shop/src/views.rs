@@ -35,8 +35,11 @@ impl Projection for OrdersView {
         tx: &mut ProjectionTx<'_>,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        let decoded: OrderEvent =
-            decode_event(event).map_err(|e| ProjectionError::rejected(e.to_string()))?;
+        // The store is shared: an `order-*` stream written by someone else is not ours.
+        let Ok(decoded) = decode_event::<OrderEvent>(event) else {
+            tracing::debug!(stream = %event.stream, "not a shop order event; skipped");
+            return Ok(());
+        };
         match decoded {
             OrderEvent::OrderCreated {
                 order_id,
@@ -74,10 +77,8 @@ fn set_status(
 ) -> Result<(), ProjectionError> {
     let slot = tx.document_mut(order_id)?;
     let Some(doc) = slot.as_mut() else {
-        return Err(ProjectionError::rejected(format!(
-            "{} for unknown order {order_id}",
-            event.event_type
-        )));
+        tracing::warn!(%order_id, event_type = %event.event_type, "terminal event of an unknown order; skipped");
+        return Ok(());
     };
     doc["status"] = json!(status);
     if let Some(reason) = reason {
@@ -107,12 +108,16 @@ impl Projection for NotificationsView {
         tx: &mut ProjectionTx<'_>,
         event: &RecordedEvent,
     ) -> Result<(), ProjectionError> {
-        let NotificationEvent::NotificationCreated {
+        let Ok(NotificationEvent::NotificationCreated {
             order_id,
             user_id,
             kind,
             message,
-        } = decode_event(event).map_err(|e| ProjectionError::rejected(e.to_string()))?;
+        }) = decode_event(event)
+        else {
+            tracing::debug!(stream = %event.stream, "not a shop notification; skipped");
+            return Ok(());
+        };
         // Keyed by position: listings come out in the order they happened.
         tx.put(
             &format!("{:020}", event.position),

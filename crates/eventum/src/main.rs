@@ -8,6 +8,7 @@ mod client;
 mod groups;
 mod read;
 mod serve;
+mod shop;
 mod sse;
 mod tail;
 mod verify;

@@ -28,6 +28,8 @@ pub struct ServeArgs {
     /// Size of each segment file in bytes.
     #[arg(long)]
     pub segment_bytes: Option<u64>,
+    #[command(flatten)]
+    pub shop: crate::shop::ShopServeArgs,
 }
 
 impl ServeArgs {
@@ -74,6 +76,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             return Err(anyhow::Error::new(e).context("cannot open consumer groups"));
         }
     };
+    // The shop of seed 004 (under /api and /ws), unless --no-shop.
+    let shop = match args
+        .shop
+        .start(&args.data, store.clone() as Arc<dyn EventStore>)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            groups.shutdown().await;
+            store.shutdown();
+            return Err(e);
+        }
+    };
+    let shop_routes = shop
+        .as_ref()
+        .map(|s| eventum_shop::http::router(s.shop.clone()));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -83,9 +101,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "eventum listening on http://{addr} (data: {})",
         args.data.display()
     );
-    let served = eventum_server::serve_with_groups(
+    if shop.is_some() {
+        let admin = match args.shop.shop_admin_password {
+            Some(_) => "from --shop-admin-password".to_owned(),
+            None => format!(
+                "in {}",
+                args.data.join("shop").join("admin-password").display()
+            ),
+        };
+        println!("shop: http://{addr}/api/products (admin password {admin})");
+    }
+    let served = eventum_server::serve_with_routes(
         store.clone() as Arc<dyn EventStore>,
         Some(groups.clone()),
+        shop_routes,
         ServerConfig::default(),
         listener,
         shutdown_signal(),
@@ -93,6 +122,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     // Final checkpoints first (they are appends), then flush the index and stop the
     // writer, even if serving failed.
+    if let Some(shop) = shop {
+        shop.shutdown().await;
+    }
     groups.shutdown().await;
     store.shutdown();
     tracing::info!("stopped");

@@ -114,7 +114,7 @@ fn a_second_server_on_the_same_directory_fails_at_once() {
     let server = Server::start(dir.path(), "127.0.0.1:0");
     let started = Instant::now();
     let out = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .args(["serve", "--no-shop", "--listen", "127.0.0.1:0", "--data"])
         .arg(dir.path())
         .output()
         .unwrap();

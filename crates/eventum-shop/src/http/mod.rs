@@ -20,6 +20,9 @@ use eventum_server::ApiError;
 use crate::auth::Caller;
 use crate::service::Shop;
 
+/// Largest request body the shop accepts (an order of 100 lines is ~5 KiB).
+pub const REQUEST_BYTES_MAX: usize = 64 * 1024;
+
 /// The shop's routes, to merge into a server.
 pub fn router(shop: Shop) -> Router {
     Router::new()
@@ -38,6 +41,7 @@ pub fn router(shop: Shop) -> Router {
         .route("/api/orders/{order_id}", get(orders_http::get_one))
         .route("/api/notifications", get(orders_http::notifications))
         .route("/ws/notifications", get(ws::notifications))
+        .layer(axum::extract::DefaultBodyLimit::max(REQUEST_BYTES_MAX))
         .with_state(shop)
 }
 

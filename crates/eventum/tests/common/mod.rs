@@ -18,14 +18,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `eventum serve --data DIR --listen ADDR` and waits for its listening line.
+    /// Starts `eventum serve --data DIR --listen ADDR --no-shop` (the store alone) and
+    /// waits for its listening line.
+    pub fn start(dir: &Path, listen: &str) -> Server {
+        Self::start_with(dir, listen, &["--no-shop"])
+    }
+
+    /// Starts `eventum serve --data DIR --listen ADDR EXTRA...` and waits for its
+    /// listening line.
     // The child is killed and waited for in Drop (or stop); clippy cannot see that.
     #[allow(clippy::zombie_processes)]
-    pub fn start(dir: &Path, listen: &str) -> Server {
+    pub fn start_with(dir: &Path, listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .args(["serve", "--data"])
             .arg(dir)
             .args(["--listen", listen])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
