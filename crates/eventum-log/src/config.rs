@@ -33,6 +33,10 @@ pub struct LogConfig {
     pub index_pending_events_max: usize,
     /// Bytes of the index file's page cache.
     pub index_cache_bytes: usize,
+    /// Index entries kept in memory (readable at once) before they are written to the
+    /// index file; they are also written at every index sync (about once a second).
+    /// Larger values turn more single-event appends into one run per stream.
+    pub index_memtable_events_max: usize,
     /// Bytes of decoded-segment read buffer per reader.
     pub read_buffer_bytes: usize,
 }
@@ -51,6 +55,7 @@ impl Default for LogConfig {
             dedupe_window_events: 100_000,
             index_pending_events_max: 65_536,
             index_cache_bytes: 32 * 1024 * 1024,
+            index_memtable_events_max: 262_144,
             read_buffer_bytes: 1024 * 1024,
         }
     }

@@ -3,14 +3,14 @@
 //! a redb file beside the log and is only a cache of the log: it records how far it has
 //! indexed, and whatever it lacks is rebuilt from the log on open.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
 use eventum_core::{StorageError, StorageErrorKind, StreamMetadata, category_of};
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
 use crate::error::OpenError;
+use crate::memtable::{MemRun, Memtable};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const STREAMS: TableDefinition<&str, &[u8]> = TableDefinition::new("streams");
@@ -106,11 +106,25 @@ pub struct IndexEntry {
     pub change: Option<StreamChange>,
 }
 
+/// The index: a redb file plus an in-memory layer ([`Memtable`]) of everything indexed
+/// since its last flush. Reads see both; only the indexer thread (and recovery, before the
+/// store opens) adds entries and flushes.
 pub struct Index {
     path: PathBuf,
     /// `None` once closed, so that a closed store releases the file even while
     /// subscriptions still hold the shared state.
     db: RwLock<Option<Database>>,
+    mem: RwLock<MemState>,
+    /// Entries the memtable holds before it is flushed without waiting for a sync.
+    memtable_events_max: usize,
+}
+
+#[derive(Default)]
+struct MemState {
+    table: Memtable,
+    /// Numbers the next new stream and category get (persisted at each flush).
+    next_stream_no: u64,
+    next_category_no: u64,
 }
 
 fn storage(e: impl std::fmt::Display) -> StorageError {
@@ -124,7 +138,11 @@ fn closed() -> StorageError {
 impl Index {
     /// Opens the index, or creates an empty one when it is missing, unreadable or of
     /// another layout version (it is rebuilt from the log afterwards).
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<Self, OpenError> {
+    pub fn open(
+        path: &Path,
+        cache_bytes: usize,
+        memtable_events_max: usize,
+    ) -> Result<Self, OpenError> {
         let open = || Database::builder().set_cache_size(cache_bytes).create(path);
         let db = match open() {
             Ok(db) => db,
@@ -141,12 +159,25 @@ impl Index {
         let index = Self {
             path: path.to_owned(),
             db: RwLock::new(Some(db)),
+            mem: RwLock::new(MemState::default()),
+            memtable_events_max: memtable_events_max.max(1),
         };
         let version = index
             .meta("format_version")
             .map_err(|e| index.open_error(e))?;
         if version.is_some_and(|v| v != INDEX_FORMAT_VERSION) {
             index.clear().map_err(|e| index.open_error(e))?;
+        }
+        let next_stream_no = index
+            .meta("next_stream_no")
+            .map_err(|e| index.open_error(e))?;
+        let next_category_no = index
+            .meta("next_category_no")
+            .map_err(|e| index.open_error(e))?;
+        {
+            let mut mem = index.mem.write().expect("memtable lock poisoned");
+            mem.next_stream_no = next_stream_no.unwrap_or(0);
+            mem.next_category_no = next_category_no.unwrap_or(0);
         }
         Ok(index)
     }
@@ -197,6 +228,7 @@ impl Index {
 
     /// Drops every entry (before a rebuild from the log).
     pub fn clear(&self) -> Result<(), StorageError> {
+        *self.mem.write().expect("memtable lock poisoned") = MemState::default();
         self.with_db(|db| {
             let txn = db.begin_write().map_err(storage)?;
             for t in [
@@ -221,155 +253,157 @@ impl Index {
         })
     }
 
-    /// Indexes `entries` (consecutive positions) and records `tail` as the new reach. With
-    /// `durable`, the index file is synced; otherwise the change is visible to readers at
-    /// once but may be lost in a crash (and is then rebuilt from the log).
+    /// Indexes `entries` (consecutive positions) and records `tail` as the new reach. The
+    /// entries are readable at once from the memtable; they reach the index file when the
+    /// memtable holds `memtable_events_max` entries, or with `durable`, which also syncs
+    /// the file. Whatever a crash loses of either is rebuilt from the log on open.
     pub fn apply(
         &self,
         entries: &[IndexEntry],
         tail: IndexTail,
         durable: bool,
     ) -> Result<(), StorageError> {
-        self.with_db(|db| {
-            let mut txn = db.begin_write().map_err(storage)?;
-            txn.set_durability(if durable {
-                Durability::Immediate
-            } else {
-                Durability::None
-            })
-            .map_err(storage)?;
-            // Quick repair makes reopening after a crash fast, but costs every commit; only
-            // durable commits are ever recovered to, so only they pay for it.
-            txn.set_quick_repair(durable);
-            {
-                let mut meta = txn.open_table(META).map_err(storage)?;
-                let mut streams = txn.open_table(STREAMS).map_err(storage)?;
-                let mut stream_runs = txn.open_table(STREAM_RUNS).map_err(storage)?;
-                let mut categories = txn.open_table(CATEGORIES).map_err(storage)?;
-                let mut category_runs = txn.open_table(CATEGORY_RUNS).map_err(storage)?;
-                let mut new_stream_runs = Runs::default();
-                let mut new_category_runs = Runs::default();
-                let mut sparse = txn.open_table(SPARSE).map_err(storage)?;
-                let get_meta = |m: &redb::Table<&str, u64>, k: &str| -> Result<u64, StorageError> {
-                    Ok(m.get(k).map_err(storage)?.map_or(0, |v| v.value()))
-                };
-                let mut next_stream_no = get_meta(&meta, "next_stream_no")?;
-                let mut next_category_no = get_meta(&meta, "next_category_no")?;
-                let mut rows: HashMap<String, RowSlot> = HashMap::new();
-                let mut category_nos: HashMap<String, u64> = HashMap::new();
-                for entry in entries {
-                    let row = load_row(&streams, &mut rows, &entry.stream, &mut next_stream_no)?;
-                    let stream_no = row.row.stream_no;
-                    new_stream_runs.push(
-                        stream_no,
-                        entry.version,
-                        entry.position,
-                        entry.offset,
-                        true,
-                    );
-                    let category = category_of(&entry.stream);
-                    let category_no = match category_nos.get(category) {
-                        Some(n) => *n,
-                        None => {
-                            let existing = categories
-                                .get(category)
-                                .map_err(storage)?
-                                .map(|n| n.value());
-                            let n = match existing {
-                                Some(n) => n,
-                                None => {
-                                    let n = next_category_no;
-                                    next_category_no += 1;
-                                    categories.insert(category, n).map_err(storage)?;
-                                    n
-                                }
-                            };
-                            category_nos.insert(category.to_owned(), n);
-                            n
-                        }
-                    };
-                    new_category_runs.push(
-                        category_no,
-                        entry.position,
-                        entry.position,
-                        entry.offset,
-                        false,
-                    );
-                    if entry.position % SPARSE_EVERY == 0 {
-                        sparse
-                            .insert(entry.position, entry.offset)
-                            .map_err(storage)?;
-                    }
-                    match &entry.change {
-                        Some(StreamChange::Deleted { target }) => {
-                            let slot = load_row(&streams, &mut rows, target, &mut next_stream_no)?;
-                            slot.row.deleted = true;
-                            slot.dirty = true;
-                        }
-                        Some(StreamChange::Metadata { target, metadata }) => {
-                            let slot = load_row(&streams, &mut rows, target, &mut next_stream_no)?;
-                            slot.row.metadata = metadata.clone();
-                            slot.dirty = true;
-                        }
-                        None => {}
-                    }
-                }
-                for ((no, first), bytes) in &new_stream_runs.runs {
-                    stream_runs
-                        .insert((*no, *first), &bytes[..])
-                        .map_err(storage)?;
-                }
-                for ((no, first), bytes) in &new_category_runs.runs {
-                    category_runs
-                        .insert((*no, *first), &bytes[..])
-                        .map_err(storage)?;
-                }
-                for (name, slot) in rows.iter().filter(|(_, slot)| slot.dirty) {
-                    streams
-                        .insert(name.as_str(), &slot.row.encode()[..])
-                        .map_err(storage)?;
-                }
-                meta.insert("format_version", INDEX_FORMAT_VERSION)
-                    .map_err(storage)?;
-                meta.insert("next_stream_no", next_stream_no)
-                    .map_err(storage)?;
-                meta.insert("next_category_no", next_category_no)
-                    .map_err(storage)?;
-                meta.insert("next_position", tail.next_position)
-                    .map_err(storage)?;
-                meta.insert("tail_segment_base", tail.segment_base)
-                    .map_err(storage)?;
-                meta.insert("tail_offset", tail.offset).map_err(storage)?;
+        let full = {
+            let mut mem = self.mem.write().expect("memtable lock poisoned");
+            for entry in entries {
+                self.add(&mut mem, entry)?;
             }
-            txn.commit().map_err(storage)
-        })
+            mem.table.tail = Some(tail);
+            mem.table.events >= self.memtable_events_max
+        };
+        if durable || full {
+            self.flush(durable)?;
+        }
+        Ok(())
+    }
+
+    fn add(&self, mem: &mut MemState, entry: &IndexEntry) -> Result<(), StorageError> {
+        let stream_no = self.stream_no(mem, &entry.stream)?;
+        let run = mem.table.stream_runs.entry(stream_no).or_default();
+        debug_assert!(
+            run.entries.last().is_none_or(|e| e.0 + 1 == entry.version),
+            "versions of a stream are consecutive in log order"
+        );
+        run.entries
+            .push((entry.version, entry.position, entry.offset));
+        let category_no = self.category_no(mem, category_of(&entry.stream))?;
+        mem.table
+            .category_runs
+            .entry(category_no)
+            .or_default()
+            .entries
+            .push((entry.position, entry.position, entry.offset));
+        if entry.position.is_multiple_of(SPARSE_EVERY) {
+            mem.table.sparse.insert(entry.position, entry.offset);
+        }
+        match &entry.change {
+            Some(StreamChange::Deleted { target }) => {
+                self.row_mut(mem, target)?.deleted = true;
+            }
+            Some(StreamChange::Metadata { target, metadata }) => {
+                self.row_mut(mem, target)?.metadata = metadata.clone();
+            }
+            None => {}
+        }
+        mem.table.events += 1;
+        Ok(())
+    }
+
+    /// The number of stream `name`, giving a new stream the next number (its row is then
+    /// written at the next flush).
+    fn stream_no(&self, mem: &mut MemState, name: &str) -> Result<u64, StorageError> {
+        if let Some(no) = mem.table.stream_nos.get(name) {
+            return Ok(*no);
+        }
+        let no = match self.db_stream_row(name)? {
+            Some(row) => row.stream_no,
+            None => {
+                let no = mem.next_stream_no;
+                mem.next_stream_no += 1;
+                let row = StreamRow {
+                    stream_no: no,
+                    ..StreamRow::default()
+                };
+                mem.table.rows.insert(name.to_owned(), row);
+                no
+            }
+        };
+        mem.table.stream_nos.insert(name.to_owned(), no);
+        Ok(no)
+    }
+
+    /// Stream `name`'s row, to be changed and written at the next flush.
+    fn row_mut<'m>(
+        &self,
+        mem: &'m mut MemState,
+        name: &str,
+    ) -> Result<&'m mut StreamRow, StorageError> {
+        let no = self.stream_no(mem, name)?;
+        if !mem.table.rows.contains_key(name) {
+            let row = self.db_stream_row(name)?.unwrap_or(StreamRow {
+                stream_no: no,
+                ..StreamRow::default()
+            });
+            mem.table.rows.insert(name.to_owned(), row);
+        }
+        Ok(mem.table.rows.get_mut(name).expect("inserted above"))
+    }
+
+    fn category_no(&self, mem: &mut MemState, category: &str) -> Result<u64, StorageError> {
+        if let Some((no, _)) = mem.table.category_nos.get(category) {
+            return Ok(*no);
+        }
+        let (no, new) = match self.db_category_no(category)? {
+            Some(no) => (no, false),
+            None => {
+                let no = mem.next_category_no;
+                mem.next_category_no += 1;
+                (no, true)
+            }
+        };
+        mem.table
+            .category_nos
+            .insert(category.to_owned(), (no, new));
+        Ok(no)
+    }
+
+    /// Writes the memtable into the index file in one transaction, one run per stream and
+    /// per category, then empties it. Readers bound their file reads below the memtable's
+    /// first keys, so the moment both hold the same entries shows no duplicate.
+    fn flush(&self, durable: bool) -> Result<(), StorageError> {
+        {
+            // Only this thread changes the memtable, so a read lock keeps it still.
+            let mem = self.mem.read().expect("memtable lock poisoned");
+            self.with_db(|db| write_memtable(db, &mem, durable))?;
+        }
+        let mut mem = self.mem.write().expect("memtable lock poisoned");
+        mem.table = Memtable::default();
+        Ok(())
     }
 
     /// A stream's row, if the stream was ever written or described.
     pub fn stream_row(&self, name: &str) -> Result<Option<StreamRow>, StorageError> {
-        let row = self
-            .read(STREAMS, |t| {
-                Ok(t.get(name)
-                    .map_err(storage)?
-                    .and_then(|v| StreamRow::decode(v.value())))
-            })?
-            .flatten();
-        let Some(mut row) = row else { return Ok(None) };
-        row.last_version = self
-            .read(STREAM_RUNS, |t| {
-                let last = t
-                    .range((row.stream_no, 0)..=(row.stream_no, u64::MAX))
-                    .map_err(storage)?
-                    .next_back();
-                Ok(match last {
-                    Some(item) => {
-                        let (k, v) = item.map_err(storage)?;
-                        Some(k.value().1 + (v.value().len() / RUN_ENTRY_BYTES) as u64 - 1)
-                    }
-                    None => None,
-                })
-            })?
-            .flatten();
+        let (mem_row, mem_last) = {
+            let mem = self.mem.read().expect("memtable lock poisoned");
+            let row = mem.table.rows.get(name).cloned();
+            let last = mem
+                .table
+                .stream_nos
+                .get(name)
+                .and_then(|no| mem.table.last_version(*no));
+            (row, last)
+        };
+        let mut row = match mem_row {
+            Some(row) => row,
+            None => match self.db_stream_row(name)? {
+                Some(row) => row,
+                None => return Ok(None),
+            },
+        };
+        row.last_version = match mem_last {
+            Some(last) => Some(last),
+            None => self.db_last_version(row.stream_no)?,
+        };
         Ok(Some(row))
     }
 
@@ -382,6 +416,155 @@ impl Index {
         forward: bool,
         limit: usize,
     ) -> Result<Vec<(u64, u64, u64)>, StorageError> {
+        let (mem_first, mem_part) = {
+            let mem = self.mem.read().expect("memtable lock poisoned");
+            slice_of(
+                mem.table.stream_runs.get(&stream_no),
+                from_version,
+                forward,
+                limit,
+            )
+        };
+        // The memtable holds a stream's newest versions, the file everything before them.
+        if forward {
+            let mut out = match mem_first {
+                Some(first) if from_version >= first => Vec::new(),
+                _ => self.db_stream_events(stream_no, from_version, true, limit, mem_first)?,
+            };
+            out.extend(mem_part.into_iter().take(limit - out.len()));
+            Ok(out)
+        } else {
+            let mut out = mem_part;
+            let db_from = match mem_first {
+                None => Some(from_version),
+                Some(first) => first.checked_sub(1).map(|f| f.min(from_version)),
+            };
+            if let Some(db_from) = db_from
+                && out.len() < limit
+            {
+                let more =
+                    self.db_stream_events(stream_no, db_from, false, limit - out.len(), None)?;
+                out.extend(more);
+            }
+            Ok(out)
+        }
+    }
+
+    /// The `(position, offset)` of a stream's event at `version`.
+    pub fn stream_event(
+        &self,
+        stream_no: u64,
+        version: u64,
+    ) -> Result<Option<(u64, u64)>, StorageError> {
+        let in_mem = {
+            let mem = self.mem.read().expect("memtable lock poisoned");
+            mem.table
+                .stream_runs
+                .get(&stream_no)
+                .and_then(|run| run.get(version))
+        };
+        match in_mem {
+            Some(found) => Ok(Some(found)),
+            None => self.db_stream_event(stream_no, version),
+        }
+    }
+
+    /// `(position, offset)` of a category's events from position `from`, at most `limit`.
+    pub fn category_events(
+        &self,
+        category: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, u64)>, StorageError> {
+        let (mem_no, mem_first, mem_part) = {
+            let mem = self.mem.read().expect("memtable lock poisoned");
+            let no = mem.table.category_nos.get(category).map(|(no, _)| *no);
+            let run = no.and_then(|no| mem.table.category_runs.get(&no));
+            let (first, part) = slice_of(run, from, true, limit);
+            (no, first, part)
+        };
+        let category_no = match mem_no {
+            Some(no) => no,
+            None => match self.db_category_no(category)? {
+                Some(no) => no,
+                None => return Ok(Vec::new()),
+            },
+        };
+        let mut out = match mem_first {
+            Some(first) if from >= first => Vec::new(),
+            _ => self.db_category_events(category_no, from, limit, mem_first)?,
+        };
+        out.extend(
+            mem_part
+                .into_iter()
+                .take(limit - out.len())
+                .map(|(_, position, offset)| (position, offset)),
+        );
+        Ok(out)
+    }
+
+    /// The recorded `(position, offset)` nearest at or before `position`.
+    pub fn sparse_floor(&self, position: u64) -> Result<Option<(u64, u64)>, StorageError> {
+        let in_mem = self
+            .mem
+            .read()
+            .expect("memtable lock poisoned")
+            .table
+            .sparse_floor(position);
+        let in_db = self.db_sparse_floor(position)?;
+        Ok(match (in_mem, in_db) {
+            (Some(m), Some(d)) => Some(if m.0 >= d.0 { m } else { d }),
+            (m, d) => m.or(d),
+        })
+    }
+
+    fn db_stream_row(&self, name: &str) -> Result<Option<StreamRow>, StorageError> {
+        Ok(self
+            .read(STREAMS, |t| {
+                Ok(t.get(name)
+                    .map_err(storage)?
+                    .and_then(|v| StreamRow::decode(v.value())))
+            })?
+            .flatten())
+    }
+
+    fn db_last_version(&self, stream_no: u64) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .read(STREAM_RUNS, |t| {
+                let last = t
+                    .range((stream_no, 0)..=(stream_no, u64::MAX))
+                    .map_err(storage)?
+                    .next_back();
+                Ok(match last {
+                    Some(item) => {
+                        let (k, v) = item.map_err(storage)?;
+                        Some(k.value().1 + (v.value().len() / RUN_ENTRY_BYTES) as u64 - 1)
+                    }
+                    None => None,
+                })
+            })?
+            .flatten())
+    }
+
+    fn db_category_no(&self, category: &str) -> Result<Option<u64>, StorageError> {
+        Ok(self
+            .read(CATEGORIES, |t| {
+                Ok(t.get(category).map_err(storage)?.map(|v| v.value()))
+            })?
+            .flatten())
+    }
+
+    /// Like [`Self::stream_events`] on the file alone; forward reads stop before version
+    /// `below`.
+    fn db_stream_events(
+        &self,
+        stream_no: u64,
+        from_version: u64,
+        forward: bool,
+        limit: usize,
+        below: Option<u64>,
+    ) -> Result<Vec<(u64, u64, u64)>, StorageError> {
+        let below = below.unwrap_or(u64::MAX);
         self.read(STREAM_RUNS, |t| {
             let mut out = Vec::with_capacity(limit.min(1024));
             if forward {
@@ -394,6 +577,9 @@ impl Index {
                     let first = k.value().1;
                     for (i, (position, offset)) in run_entries(v.value()).enumerate() {
                         let version = first + i as u64;
+                        if version >= below {
+                            return Ok(out);
+                        }
                         if version >= from_version {
                             out.push((version, position, offset));
                             if out.len() >= limit {
@@ -427,8 +613,7 @@ impl Index {
         .map(Option::unwrap_or_default)
     }
 
-    /// The `(position, offset)` of a stream's event at `version`.
-    pub fn stream_event(
+    fn db_stream_event(
         &self,
         stream_no: u64,
         version: u64,
@@ -447,21 +632,15 @@ impl Index {
         .map(Option::flatten)
     }
 
-    /// `(position, offset)` of a category's events from position `from`, at most `limit`.
-    pub fn category_events(
+    /// A category's entries in the file from position `from`, stopping before `below`.
+    fn db_category_events(
         &self,
-        category: &str,
+        category_no: u64,
         from: u64,
         limit: usize,
+        below: Option<u64>,
     ) -> Result<Vec<(u64, u64)>, StorageError> {
-        let Some(category_no) = self
-            .read(CATEGORIES, |t| {
-                Ok(t.get(category).map_err(storage)?.map(|v| v.value()))
-            })?
-            .flatten()
-        else {
-            return Ok(Vec::new());
-        };
+        let below = below.unwrap_or(u64::MAX);
         self.read(CATEGORY_RUNS, |t| {
             let mut out = Vec::new();
             let start = run_start(t, category_no, from)?.unwrap_or(from);
@@ -471,6 +650,9 @@ impl Index {
             {
                 let (_, v) = item.map_err(storage)?;
                 for (position, offset) in run_entries(v.value()) {
+                    if position >= below {
+                        return Ok(out);
+                    }
                     if position >= from {
                         out.push((position, offset));
                         if out.len() >= limit {
@@ -484,8 +666,7 @@ impl Index {
         .map(Option::unwrap_or_default)
     }
 
-    /// The recorded `(position, offset)` nearest at or before `position`.
-    pub fn sparse_floor(&self, position: u64) -> Result<Option<(u64, u64)>, StorageError> {
+    fn db_sparse_floor(&self, position: u64) -> Result<Option<(u64, u64)>, StorageError> {
         self.read(SPARSE, |t| {
             Ok(match t.range(..=position).map_err(storage)?.next_back() {
                 Some(item) => {
@@ -515,37 +696,6 @@ impl Index {
     }
 }
 
-/// Runs being built in one indexing transaction, keyed by (owner no, first key).
-#[derive(Default)]
-struct Runs {
-    runs: Vec<((u64, u64), Vec<u8>)>,
-    /// Owner → (index in `runs`, the key the next entry must have to extend it).
-    open: HashMap<u64, (usize, u64)>,
-}
-
-impl Runs {
-    /// Adds an entry with `key` (a version, or a position) to `owner`'s open run, or
-    /// starts a new run. With `consecutive`, a run only takes the next key in sequence.
-    fn push(&mut self, owner: u64, key: u64, position: u64, offset: u64, consecutive: bool) {
-        let extend = self.open.get(&owner).copied().filter(|(i, next)| {
-            (!consecutive || *next == key)
-                && self.runs[*i].1.len() < RUN_ENTRIES_MAX * RUN_ENTRY_BYTES
-        });
-        let i = match extend {
-            Some((i, _)) => i,
-            None => {
-                self.runs
-                    .push(((owner, key), Vec::with_capacity(RUN_ENTRY_BYTES * 4)));
-                self.runs.len() - 1
-            }
-        };
-        let bytes = &mut self.runs[i].1;
-        bytes.extend_from_slice(&position.to_le_bytes());
-        bytes.extend_from_slice(&offset.to_le_bytes());
-        self.open.insert(owner, (i, key + 1));
-    }
-}
-
 /// The `(position, offset)` pairs of a run.
 fn run_entries(bytes: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
     bytes.chunks_exact(RUN_ENTRY_BYTES).map(|c| {
@@ -571,39 +721,95 @@ fn run_start(
     }
 }
 
-/// A stream's row within one indexing transaction, and whether it must be written back.
-struct RowSlot {
-    row: StreamRow,
-    dirty: bool,
+/// The memtable's entries of one run from `from` in a direction, and the run's first
+/// key.
+fn slice_of(
+    run: Option<&MemRun>,
+    from: u64,
+    forward: bool,
+    limit: usize,
+) -> (Option<u64>, Vec<(u64, u64, u64)>) {
+    match run {
+        None => (None, Vec::new()),
+        Some(run) if forward => (run.first_key(), run.forward_from(from, limit)),
+        Some(run) => (run.first_key(), run.backward_from(from, limit)),
+    }
 }
 
-/// Loads a stream's row into `rows`, creating it (dirty) with the next stream number for a
-/// stream the index has not seen.
-fn load_row<'a>(
-    streams: &redb::Table<&str, &[u8]>,
-    rows: &'a mut HashMap<String, RowSlot>,
-    name: &str,
-    next_stream_no: &mut u64,
-) -> Result<&'a mut RowSlot, StorageError> {
-    if !rows.contains_key(name) {
-        let stored = streams
-            .get(name)
-            .map_err(storage)?
-            .and_then(|v| StreamRow::decode(v.value()));
-        let slot = match stored {
-            Some(row) => RowSlot { row, dirty: false },
-            None => {
-                let row = StreamRow {
-                    stream_no: *next_stream_no,
-                    ..StreamRow::default()
-                };
-                *next_stream_no += 1;
-                RowSlot { row, dirty: true }
-            }
-        };
-        rows.insert(name.to_owned(), slot);
+/// Packs `(key, position, offset)` entries into a run's stored form.
+fn pack(entries: &[(u64, u64, u64)]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(entries.len() * RUN_ENTRY_BYTES);
+    for (_, position, offset) in entries {
+        bytes.extend_from_slice(&position.to_le_bytes());
+        bytes.extend_from_slice(&offset.to_le_bytes());
     }
-    Ok(rows.get_mut(name).expect("inserted above"))
+    bytes
+}
+
+/// One transaction writing the memtable: runs of at most `RUN_ENTRIES_MAX` entries keyed
+/// by their first key, changed and new stream rows, new categories, sparse entries, the
+/// counters and the reach.
+fn write_memtable(db: &Database, mem: &MemState, durable: bool) -> Result<(), StorageError> {
+    let mut txn = db.begin_write().map_err(storage)?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })
+    .map_err(storage)?;
+    // Quick repair makes reopening after a crash fast, but costs every commit; only
+    // durable commits are ever recovered to, so only they pay for it.
+    txn.set_quick_repair(durable);
+    {
+        let table = &mem.table;
+        let mut stream_runs = txn.open_table(STREAM_RUNS).map_err(storage)?;
+        for (no, run) in &table.stream_runs {
+            for chunk in run.entries.chunks(RUN_ENTRIES_MAX) {
+                stream_runs
+                    .insert((*no, chunk[0].0), &pack(chunk)[..])
+                    .map_err(storage)?;
+            }
+        }
+        let mut category_runs = txn.open_table(CATEGORY_RUNS).map_err(storage)?;
+        for (no, run) in &table.category_runs {
+            for chunk in run.entries.chunks(RUN_ENTRIES_MAX) {
+                category_runs
+                    .insert((*no, chunk[0].0), &pack(chunk)[..])
+                    .map_err(storage)?;
+            }
+        }
+        let mut streams = txn.open_table(STREAMS).map_err(storage)?;
+        for (name, row) in &table.rows {
+            streams
+                .insert(name.as_str(), &row.encode()[..])
+                .map_err(storage)?;
+        }
+        let mut categories = txn.open_table(CATEGORIES).map_err(storage)?;
+        for (name, (no, new)) in &table.category_nos {
+            if *new {
+                categories.insert(name.as_str(), *no).map_err(storage)?;
+            }
+        }
+        let mut sparse = txn.open_table(SPARSE).map_err(storage)?;
+        for (position, offset) in &table.sparse {
+            sparse.insert(*position, *offset).map_err(storage)?;
+        }
+        let mut meta = txn.open_table(META).map_err(storage)?;
+        meta.insert("format_version", INDEX_FORMAT_VERSION)
+            .map_err(storage)?;
+        meta.insert("next_stream_no", mem.next_stream_no)
+            .map_err(storage)?;
+        meta.insert("next_category_no", mem.next_category_no)
+            .map_err(storage)?;
+        if let Some(tail) = table.tail {
+            meta.insert("next_position", tail.next_position)
+                .map_err(storage)?;
+            meta.insert("tail_segment_base", tail.segment_base)
+                .map_err(storage)?;
+            meta.insert("tail_offset", tail.offset).map_err(storage)?;
+        }
+    }
+    txn.commit().map_err(storage)
 }
 
 #[cfg(test)]

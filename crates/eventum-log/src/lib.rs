@@ -7,6 +7,7 @@ pub mod disk;
 pub mod error;
 mod index;
 mod indexer;
+mod memtable;
 mod recovery;
 pub mod segment;
 mod shared;

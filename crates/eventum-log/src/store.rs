@@ -56,7 +56,11 @@ impl LogStore {
         std::fs::create_dir_all(&log_dir)
             .map_err(|e| OpenError::io(format!("creating {}", log_dir.display()), e))?;
         let lock = recovery::lock(dir)?;
-        let index = Index::open(&dir.join("index.redb"), config.index_cache_bytes)?;
+        let index = Index::open(
+            &dir.join("index.redb"),
+            config.index_cache_bytes,
+            config.index_memtable_events_max,
+        )?;
         let segments = recovery::open_segments(&*disk, &log_dir, &config)?;
         let recovered = recovery::recover(&index, &segments, &config)?;
         let (live, _) = broadcast::channel(config.live_buffer_batches.max(1));
