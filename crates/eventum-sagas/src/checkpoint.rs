@@ -18,11 +18,10 @@ struct CheckpointRecord {
     next_position: u64,
 }
 
+#[derive(Clone)]
 pub struct Checkpoint {
     store: Arc<dyn EventStore>,
     stream: StreamName,
-    /// The last position written.
-    saved: Option<u64>,
 }
 
 impl Checkpoint {
@@ -69,27 +68,16 @@ impl Checkpoint {
             }
             None => 0,
         };
-        Ok((
-            Self {
-                store,
-                stream,
-                saved: Some(next),
-            },
-            next,
-        ))
+        Ok((Self { store, stream }, next))
     }
 
     /// Records that every event before `next_position` is handled.
-    pub async fn save(&mut self, next_position: u64) -> Result<(), RunError> {
-        if self.saved == Some(next_position) {
-            return Ok(());
-        }
+    pub async fn save(&self, next_position: u64) -> Result<(), RunError> {
         let event = NewEvent::new("Checkpoint", &CheckpointRecord { next_position })
             .expect("a checkpoint serializes");
         self.store
             .append(&self.stream, ExpectedVersion::Any, vec![event])
             .await?;
-        self.saved = Some(next_position);
         Ok(())
     }
 }
@@ -103,7 +91,7 @@ mod tests {
     async fn checkpoint_round_trips() {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
         let stream = StreamName::system("$saga-checkpoint-t").unwrap();
-        let (mut cp, next) = Checkpoint::open(store.clone(), stream.clone())
+        let (cp, next) = Checkpoint::open(store.clone(), stream.clone())
             .await
             .unwrap();
         assert_eq!(next, 0);

@@ -190,7 +190,7 @@ async fn run<R: Reactor>(
     sender: Arc<dyn CommandSender>,
     reactor: R,
     config: ReactorConfig,
-    mut checkpoint: Checkpoint,
+    checkpoint: Checkpoint,
     from: u64,
     stats: Arc<ReactorStats>,
     mut stop: watch::Receiver<bool>,
@@ -216,8 +216,10 @@ async fn run<R: Reactor>(
                 None => return Err(RunError::SubscriptionEnded),
             },
             _ = tick.tick() => {
-                checkpoint.save(next_position).await?;
-                unsaved = 0;
+                if unsaved > 0 {
+                    checkpoint.save(next_position).await?;
+                    unsaved = 0;
+                }
                 continue;
             }
         };

@@ -40,6 +40,8 @@ pub struct Instance<S> {
     pub handled: HashSet<Uuid>,
     /// Deadlines scheduled and neither fired nor cancelled, by name.
     pub pending: BTreeMap<String, DeadlineEntry>,
+    /// The id of the trigger that started the instance.
+    pub start_trigger: Option<Uuid>,
     /// The effects of the last step.
     pub last_effects: Effects,
     last_effects_step: Option<u64>,
@@ -58,6 +60,7 @@ impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
             reason: None,
             handled: HashSet::new(),
             pending: BTreeMap::new(),
+            start_trigger: None,
             last_effects: Effects::default(),
             last_effects_step: None,
         }
@@ -145,6 +148,9 @@ impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
             self.last_effects_step = Some(step);
         }
         self.steps = step + 1;
+        if step == 0 {
+            self.start_trigger = Some(id);
+        }
         self.handled.insert(id);
         self.state = serde_json::from_value(state.clone())
             .map_err(|e| format!("instance {} step {step}: state: {e}", self.key))?;

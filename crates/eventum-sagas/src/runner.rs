@@ -13,7 +13,7 @@ use eventum_core::{
 };
 use futures::StreamExt;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
 
 use crate::cache::InstanceCache;
@@ -64,7 +64,10 @@ impl SagaRunner {
             checkpoint,
             registry,
             next_position: from,
+            saved_position: from,
             unsaved_events: 0,
+            registrations: JoinSet::new(),
+            checkpoint_write: None,
         };
         let span = tracing::info_span!("saga", saga = %name);
         let task = tokio::spawn(runner.run(from, stop_rx).instrument(span));
@@ -136,7 +139,14 @@ struct Runner<G: Saga> {
     registry: StreamName,
     /// Every event before this position is handled.
     next_position: u64,
+    /// The position the last checkpoint write recorded.
+    saved_position: u64,
     unsaved_events: u64,
+    /// Registry appends in flight: off the step's path, but done before the checkpoint
+    /// passes the events that started their instances.
+    registrations: JoinSet<Result<(), AppendError>>,
+    /// The last checkpoint write, in flight.
+    checkpoint_write: Option<JoinHandle<Result<(), RunError>>>,
 }
 
 impl<G: Saga> Runner<G> {
@@ -173,10 +183,10 @@ impl<G: Saga> Runner<G> {
                     None => return Err(RunError::SubscriptionEnded),
                 },
                 () = sleep => {}
-                _ = tick.tick() => self.save_checkpoint().await?,
+                _ = tick.tick() => self.save_checkpoint(false).await?,
             }
         }
-        self.save_checkpoint().await
+        self.save_checkpoint(true).await
     }
 
     /// Whether the subscription has delivered every matching event in the log now.
@@ -204,9 +214,60 @@ impl<G: Saga> Runner<G> {
         Ok(next.first().is_none_or(|e| e.position > head))
     }
 
-    async fn save_checkpoint(&mut self) -> Result<(), RunError> {
-        self.checkpoint.save(self.next_position).await?;
+    /// Writes the checkpoint in the background (or waits for it when `wait`), after the
+    /// registrations started so far are durable. Writes stay in order: a new one first
+    /// waits for the previous one.
+    async fn save_checkpoint(&mut self, wait: bool) -> Result<(), RunError> {
+        if let Some(previous) = self.checkpoint_write.take() {
+            previous
+                .await
+                .map_err(|e| RunError::Aborted(e.to_string()))??;
+        }
         self.unsaved_events = 0;
+        if self.next_position != self.saved_position || !self.registrations.is_empty() {
+            let mut registrations = std::mem::take(&mut self.registrations);
+            let checkpoint = self.checkpoint.clone();
+            let next_position = self.next_position;
+            self.saved_position = next_position;
+            let write = tokio::spawn(async move {
+                while let Some(r) = registrations.join_next().await {
+                    r.map_err(|e| RunError::Aborted(e.to_string()))??;
+                }
+                checkpoint.save(next_position).await
+            });
+            if wait {
+                write
+                    .await
+                    .map_err(|e| RunError::Aborted(e.to_string()))??;
+            } else {
+                self.checkpoint_write = Some(write);
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers `key` in the background (see `registrations`).
+    async fn register(&mut self, key: &str) -> Result<(), RunError> {
+        // Bounded: beyond the cache size, wait for the oldest registration first.
+        while self.registrations.len() >= self.config.cache_instances_max {
+            if let Some(r) = self.registrations.join_next().await {
+                r.map_err(|e| RunError::Aborted(e.to_string()))??;
+            }
+        }
+        let record = InstanceRegistered {
+            key: key.to_owned(),
+        };
+        let event = NewEvent::new("InstanceRegistered", &record)
+            .expect("a registry record serializes")
+            .with_id(derived_id(&["registry", self.saga.name(), key]));
+        let store = self.store.clone();
+        let registry = self.registry.clone();
+        self.registrations.spawn(async move {
+            store
+                .append(&registry, ExpectedVersion::Any, vec![event])
+                .await
+                .map(|_| ())
+        });
         Ok(())
     }
 
@@ -244,7 +305,7 @@ impl<G: Saga> Runner<G> {
         self.next_position = position + 1;
         self.unsaved_events += 1;
         if self.unsaved_events >= self.config.checkpoint_every_events {
-            self.save_checkpoint().await?;
+            self.save_checkpoint(false).await?;
         }
         Ok(())
     }
@@ -401,7 +462,16 @@ impl<G: Saga> Runner<G> {
                 || matches!(trigger, Trigger::Deadline(d)
                     if !instance.pending.values().any(|p| p.deadline_id == d.deadline_id));
             if skip {
+                // The start event again: its registration may not have been durable
+                // before a crash (it runs in the background), and later steps do not
+                // repeat it.
+                let restart = instance.exists()
+                    && instance.start_trigger == Some(trigger.id())
+                    && instance.steps > 1;
                 self.cache.put(instance);
+                if restart {
+                    self.register(key).await?;
+                }
                 return Ok(rejections);
             }
             let plan = plan_step(
@@ -472,15 +542,7 @@ impl<G: Saga> Runner<G> {
             self.book.fired(id).await?;
         }
         if effects.registered {
-            let record = InstanceRegistered {
-                key: key.to_owned(),
-            };
-            let event = NewEvent::new("InstanceRegistered", &record)
-                .expect("a registry record serializes")
-                .with_id(derived_id(&["registry", self.saga.name(), key]));
-            self.store
-                .append(&self.registry, ExpectedVersion::Any, vec![event])
-                .await?;
+            self.register(key).await?;
         }
         Ok(rejections)
     }
