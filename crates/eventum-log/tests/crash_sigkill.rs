@@ -25,6 +25,10 @@ const CHILD_ENV: &str = "EVENTUM_CRASH_CHILD";
 /// The cycle number, so that the child's batch tags are unique across cycles.
 const CYCLE_ENV: &str = "EVENTUM_CRASH_CYCLE";
 const CHILD_TEST: &str = "crash_child";
+/// What the child prints once its store is open.
+const READY_LINE: &str = "READY\n";
+/// Longest a child may take to open its store.
+const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Appending tasks in the child.
 const TASKS: u64 = 4;
 /// Streams each task owns and appends to with exact expected versions.
@@ -81,6 +85,13 @@ fn crash_child() {
         .unwrap();
     runtime.block_on(async move {
         let store = open(Path::new(&dir), &crash_config());
+        // The parent times its kill from here, so that a slow start on a loaded machine
+        // does not turn every cycle into a kill during open.
+        {
+            let mut out = std::io::stdout().lock();
+            out.write_all(READY_LINE.as_bytes()).unwrap();
+            out.flush().unwrap();
+        }
         let tasks: Vec<_> = (0..TASKS)
             .map(|t| tokio::spawn(append_forever(store.clone(), cycle, t)))
             .collect();
@@ -378,11 +389,37 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
             .spawn()
             .expect("start the child");
         let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            out
-        });
+        let seen = Arc::new(std::sync::Mutex::new(String::new()));
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 64 * 1024];
+                loop {
+                    match stdout.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => seen
+                            .lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n])),
+                    }
+                }
+                seen.lock().unwrap().clone()
+            })
+        };
+        let ready_deadline = Instant::now() + CHILD_READY_TIMEOUT;
+        while !seen.lock().unwrap().contains(READY_LINE) {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "cycle {cycle} (seed {seed}): the child exited before opening its store ({status}):\n{}",
+                    tail_of(&stderr_path)
+                );
+            }
+            assert!(
+                Instant::now() < ready_deadline,
+                "cycle {cycle}: the child did not open its store within {CHILD_READY_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
         let kill_after = Duration::from_millis(20 + rng.below(281));
         std::thread::sleep(kill_after);
         if let Some(status) = child.try_wait().unwrap() {
