@@ -110,6 +110,159 @@ impl<A: Aggregate> Repository<A> {
         unreachable!("the last attempt returns")
     }
 
+    /// Runs several commands on one aggregate with a single append: each is decided on
+    /// the state the previous ones left (a refused one is left out and reported), and the
+    /// events of all accepted ones are appended together, with the loaded version as the
+    /// expected version. For hot aggregates (a product in a flash sale): one write and one
+    /// sync for many commands. Returns one outcome per command, in order. Every command
+    /// must address the same aggregate.
+    pub async fn execute_batch(
+        &self,
+        commands: &[(A::Command, CommandContext)],
+    ) -> Result<Vec<Result<CommandAccepted, DispatchError>>, DispatchError> {
+        let Some((first, _)) = commands.first() else {
+            return Ok(Vec::new());
+        };
+        let id = A::aggregate_id(first);
+        if commands.iter().any(|(c, _)| A::aggregate_id(c) != id) {
+            return Err(DispatchError::Invalid(
+                "a batch must address one aggregate".into(),
+            ));
+        }
+        let stream = Self::stream_of(&id)?;
+        let _turn = self.locks[self.stripe(stream.as_str())].lock().await;
+        let mut delay = self.config.conflict_delay_initial;
+        let attempts = self.config.conflict_attempts_max.max(1);
+        for attempt in 1..=attempts {
+            let (loaded, from_cache) = match self.cached(&stream) {
+                Some(loaded) => (loaded, true),
+                None => (self.load_stream(&stream).await?, false),
+            };
+            let mut result = self.try_batch(&stream, loaded, commands).await;
+            let refused = |r: &Result<Vec<_>, DispatchError>| matches!(r, Ok(outcomes) if outcomes.iter().any(|o: &Result<CommandAccepted, DispatchError>| matches!(o, Err(DispatchError::Rejected { .. }))));
+            if from_cache && refused(&result) {
+                // As in `execute`: refusals are decided on fresh state. The batch was not
+                // appended if it refused everything; otherwise its accepted part was, and
+                // re-running finds those ids in the aggregate's recent commands.
+                let fresh = self.load_stream(&stream).await?;
+                result = self.try_batch(&stream, fresh, commands).await;
+            }
+            match result {
+                Err(DispatchError::Conflict { .. }) if attempt < attempts => {
+                    self.forget(&stream);
+                    tokio::time::sleep(jittered(delay)).await;
+                    delay = (delay * 2).min(self.config.conflict_delay_max);
+                }
+                Err(DispatchError::Conflict { stream, .. }) => {
+                    self.forget_named(&stream);
+                    return Err(DispatchError::Conflict { stream, attempts });
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt returns")
+    }
+
+    async fn try_batch(
+        &self,
+        stream: &StreamName,
+        mut loaded: Loaded<A>,
+        commands: &[(A::Command, CommandContext)],
+    ) -> Result<Vec<Result<CommandAccepted, DispatchError>>, DispatchError> {
+        let mut outcomes: Vec<Result<CommandAccepted, DispatchError>> = Vec::new();
+        let mut state = loaded.state.clone();
+        let mut new_events = Vec::new();
+        // (outcome index, events of that command), for the accepted ones with events.
+        let mut appended: Vec<(usize, usize, Uuid)> = Vec::new();
+        for (command, ctx) in commands {
+            if let Some(outcome) = loaded.recent.find(ctx.meta.command_id) {
+                outcomes.push(Ok(outcome.accepted(stream.as_str(), true)));
+                continue;
+            }
+            match state.decide(command) {
+                Err(e) => outcomes.push(Err(DispatchError::Rejected {
+                    code: e.code().to_owned(),
+                    message: e.to_string(),
+                })),
+                Ok(events) if events.is_empty() => outcomes.push(Ok(CommandAccepted {
+                    stream: stream.as_str().to_owned(),
+                    version: loaded.version,
+                    position: None,
+                    event_ids: Vec::new(),
+                    duplicate: false,
+                })),
+                Ok(events) => {
+                    new_events.extend(self.to_store_events(&events, command, ctx)?);
+                    for event in &events {
+                        state = state.evolve(event);
+                    }
+                    appended.push((outcomes.len(), events.len(), ctx.meta.command_id));
+                    // Filled in after the append.
+                    outcomes.push(Ok(CommandAccepted {
+                        stream: stream.as_str().to_owned(),
+                        version: None,
+                        position: None,
+                        event_ids: Vec::new(),
+                        duplicate: false,
+                    }));
+                }
+            }
+        }
+        if new_events.is_empty() {
+            self.cache
+                .lock()
+                .expect("cache lock")
+                .put(stream.as_str().to_owned(), loaded);
+            return Ok(outcomes);
+        }
+        let total = new_events.len() as u64;
+        let ids: Vec<Uuid> = new_events.iter().map(NewEvent::id).collect();
+        let expected = match loaded.version {
+            Some(v) => ExpectedVersion::Exact(v),
+            None => ExpectedVersion::NoStream,
+        };
+        let result = match self.store.append(stream, expected, new_events).await {
+            Ok(result) => result,
+            Err(e) => {
+                self.forget(stream);
+                return Err(match e {
+                    AppendError::WrongExpectedVersion { stream, .. } => DispatchError::Conflict {
+                        stream,
+                        attempts: 1,
+                    },
+                    other => DispatchError::from_append(other),
+                });
+            }
+        };
+        // One atomic append: its events have consecutive versions and positions.
+        let first_version = result.next_expected_version + 1 - total;
+        let first_position = result.position + 1 - total;
+        let old_version = loaded.version;
+        let mut offset = 0u64;
+        for (index, count, command_id) in appended {
+            let count = count as u64;
+            let outcome = CommandOutcome {
+                command_id,
+                last_version: first_version + offset + count - 1,
+                last_position: first_position + offset + count - 1,
+                event_ids: ids[offset as usize..(offset + count) as usize].to_vec(),
+            };
+            outcomes[index] = Ok(outcome.accepted(stream.as_str(), false));
+            loaded
+                .recent
+                .push(outcome, self.config.idempotency_commands_per_aggregate);
+            offset += count;
+        }
+        loaded.state = state;
+        loaded.version = Some(result.next_expected_version);
+        self.maybe_snapshot(stream, old_version, &loaded);
+        self.cache
+            .lock()
+            .expect("cache lock")
+            .put(stream.as_str().to_owned(), loaded);
+        Ok(outcomes)
+    }
+
     async fn try_once(
         &self,
         stream: &StreamName,

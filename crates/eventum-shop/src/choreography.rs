@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::notifications::{KIND_ORDER_CANCELLED, KIND_ORDER_CONFIRMED};
 use crate::partition::Partition;
-use crate::saga::order_id_of;
+use crate::saga::stream_id;
 
 /// Which service a reactor plays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,10 +110,12 @@ impl Reactor for ShopReactor {
         if react(self.role, &event.event_type, Value::Null).is_empty() {
             return Vec::new();
         }
-        let Some(order_id) = order_id_of(event) else {
+        // The order id is the id of the event's stream: no JSON parse for other
+        // partitions' events.
+        let Some(order_id) = stream_id(&event.stream) else {
             return Vec::new();
         };
-        if !self.partition.owns(&order_id) {
+        if !self.partition.owns(order_id) {
             return Vec::new();
         }
         let data: Value = serde_json::from_slice(&event.data).unwrap_or_default();

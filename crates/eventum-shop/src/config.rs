@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::batcher::BatcherConfig;
 use crate::payments::ProviderConfig;
 
 /// How the order flow is coordinated.
@@ -78,8 +79,15 @@ pub struct ShopConfig {
     pub hashing: HashingConfig,
     pub provider: ProviderConfig,
     pub flow: FlowStyle,
-    /// Runners per flow service (saga partitions or reactor partitions). Default 4.
+    /// Runners per flow service (saga partitions or reactor partitions). Default 8.
     pub flow_partitions: u32,
+    /// Events a flow runner handles between two checkpoint writes (also written every
+    /// second). Every runner follows `$all`, so a small value multiplies writes; a crash
+    /// redelivers at most this many events, which the flow handles idempotently.
+    /// Default 10,000.
+    pub flow_checkpoint_every_events: u64,
+    /// Group commit of stock commands per product.
+    pub stock_batching: BatcherConfig,
     /// Seed a demo catalog when the store has no product. Default true.
     pub demo_catalog: bool,
     /// Most orders `GET /api/orders` returns, and most notifications per listing.
@@ -108,7 +116,9 @@ impl ShopConfig {
             hashing: HashingConfig::default(),
             provider: ProviderConfig::default(),
             flow: FlowStyle::default(),
-            flow_partitions: 4,
+            flow_partitions: 8,
+            flow_checkpoint_every_events: 10_000,
+            stock_batching: BatcherConfig::default(),
             demo_catalog: true,
             list_limit_max: 100,
             websockets_max: 1024,
@@ -125,7 +135,11 @@ impl ShopConfig {
         if self.flow_partitions == 0 || self.flow_partitions > 64 {
             return Err("flow_partitions must be 1 to 64".into());
         }
-        if self.token_ttl_s == 0 || self.list_limit_max == 0 || self.hashing.concurrent_max == 0 {
+        if self.token_ttl_s == 0
+            || self.list_limit_max == 0
+            || self.hashing.concurrent_max == 0
+            || self.flow_checkpoint_every_events == 0
+        {
             return Err(
                 "token_ttl_s, list_limit_max and hashing.concurrent_max must be positive".into(),
             );

@@ -17,9 +17,10 @@ use eventum_runtime::{
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::batcher::ProductBatcher;
 use crate::orders::OrderLine;
 use crate::payments::{Payment, PaymentCommand, ProviderConfig};
-use crate::products::{Product, ProductCommand};
+use crate::products::ProductCommand;
 use crate::reservations::{Reservation, ReservationCommand, ReservationStatus};
 
 /// Routes an aggregate's commands to a repository that others share.
@@ -99,10 +100,23 @@ impl Command for StockCommand {
     }
 }
 
-/// The product service's side of the flow.
+/// The product service's side of the flow. Product commands go through the batcher, so
+/// that concurrent orders of one product share appends.
 pub struct StockHandler {
-    pub products: Arc<Repository<Product>>,
+    pub products: Arc<ProductBatcher>,
     pub reservations: Arc<Repository<Reservation>>,
+}
+
+impl StockHandler {
+    async fn product(
+        &self,
+        parent: &CommandContext,
+        label: &str,
+        command: ProductCommand,
+    ) -> Result<CommandAccepted, DispatchError> {
+        let ctx = sub_context(parent, label, command.command_type());
+        self.products.execute(command, ctx).await
+    }
 }
 
 /// Quantities per product, products in ascending id order (a fixed order, so that two
@@ -137,13 +151,9 @@ impl StockHandler {
                 order_id: order_id.to_owned(),
                 quantity,
             };
-            match run(
-                &self.products,
-                ctx,
-                &format!("reserve-{product_id}"),
-                command,
-            )
-            .await
+            match self
+                .product(ctx, &format!("reserve-{product_id}"), command)
+                .await
             {
                 Ok(_) => reserved.push(product_id),
                 Err(DispatchError::Rejected { message, .. }) => {
@@ -169,7 +179,8 @@ impl StockHandler {
                         product_id,
                         order_id: order_id.to_owned(),
                     };
-                    run(&self.products, ctx, &format!("undo-{product_id}"), command).await?;
+                    self.product(ctx, &format!("undo-{product_id}"), command)
+                        .await?;
                 }
                 ReservationCommand::RecordStockReservationFailed {
                     order_id: order_id.to_owned(),
@@ -206,7 +217,10 @@ impl StockHandler {
                     order_id,
                 }
             };
-            last = Some(run(&self.products, ctx, &format!("close-{product_id}"), command).await?);
+            last = Some(
+                self.product(ctx, &format!("close-{product_id}"), command)
+                    .await?,
+            );
         }
         if commit {
             return Ok(last.unwrap_or_else(|| nothing(format!("reservation-{order_id}"))));

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod batcher;
 pub mod choreography;
 pub mod config;
 pub mod error;

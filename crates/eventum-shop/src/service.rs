@@ -16,6 +16,7 @@ use futures::StreamExt;
 use tokio::sync::Semaphore;
 
 use crate::auth::{Passwords, Tokens};
+use crate::batcher::ProductBatcher;
 use crate::choreography::{Role, ShopReactor};
 use crate::config::{FlowStyle, ShopConfig};
 use crate::handlers::{PaymentHandler, Shared, StockHandler};
@@ -115,7 +116,10 @@ impl RunningShop {
                 .handler(Shared(orders.clone()))?
                 .aggregate(notifications)?
                 .handler(StockHandler {
-                    products: products.clone(),
+                    products: Arc::new(ProductBatcher::new(
+                        products.clone(),
+                        config.stock_batching,
+                    )),
                     reservations: reservations.clone(),
                 })?
                 .handler(PaymentHandler {
@@ -163,6 +167,14 @@ impl RunningShop {
                 .await?,
             );
         }
+        let saga_config = SagaConfig {
+            checkpoint_every_events: config.flow_checkpoint_every_events,
+            ..SagaConfig::default()
+        };
+        let reactor_config = ReactorConfig {
+            checkpoint_every_events: config.flow_checkpoint_every_events,
+            ..ReactorConfig::default()
+        };
         let mut flows = Vec::new();
         for partition in Partition::all(config.flow_partitions) {
             if config.flow == FlowStyle::Orchestrated {
@@ -171,7 +183,7 @@ impl RunningShop {
                     store.clone(),
                     bus.clone(),
                     saga,
-                    SagaConfig::default(),
+                    saga_config.clone(),
                     Arc::new(SystemClock),
                 )
                 .await?;
@@ -183,20 +195,16 @@ impl RunningShop {
                         store.clone(),
                         bus.clone(),
                         reactor,
-                        ReactorConfig::default(),
+                        reactor_config.clone(),
                     )
                     .await?;
                     flows.push(FlowRunner::Reactor(handle));
                 }
             }
             let notifier = ShopReactor::new(Role::Notifier, partition);
-            let handle = ReactorRunner::start(
-                store.clone(),
-                bus.clone(),
-                notifier,
-                ReactorConfig::default(),
-            )
-            .await?;
+            let handle =
+                ReactorRunner::start(store.clone(), bus.clone(), notifier, reactor_config.clone())
+                    .await?;
             flows.push(FlowRunner::Reactor(handle));
         }
         tracing::info!(flow = ?config.flow, partitions = config.flow_partitions, "shop started");

@@ -9,6 +9,7 @@ mod groups;
 mod read;
 mod serve;
 mod shop;
+mod shop_load;
 mod sse;
 mod tail;
 mod verify;
@@ -41,6 +42,8 @@ enum Command {
     Verify(verify::VerifyArgs),
     /// Manage consumer groups: create, list, info, delete.
     Groups(groups::GroupsArgs),
+    /// The shop of seed 004: `shop load` measures it over HTTP.
+    Shop(shop_load::ShopArgs),
     /// Inspect and replay a consumer group's dead letters.
     Dlq(groups::DlqArgs),
     /// Measure durable appends, reads and catch-up against a same-run raw-disk baseline.
@@ -57,6 +60,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Verify(args) => verify::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Groups(args) => groups::run_groups(args).await,
+        Command::Shop(args) => shop_load::run(args).await,
         Command::Dlq(args) => groups::run_dlq(args).await,
     }
 }

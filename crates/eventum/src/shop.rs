@@ -19,7 +19,7 @@ pub struct ShopServeArgs {
     #[arg(long, env = "EVENTUM_SHOP_FLOW", default_value = "orchestrated")]
     pub shop_flow: FlowStyle,
     /// Runners per flow service; keep it fixed for a data directory.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub shop_partitions: u32,
     /// HS256 secret of the shop's JWTs (≥ 32 bytes). Default: a random secret kept in
     /// `<data>/shop/jwt-secret`.
