@@ -15,7 +15,7 @@ use utoipa_scalar::{Scalar, Servable};
 use crate::error::ApiError;
 use crate::model::HealthResponse;
 use crate::state::AppState;
-use crate::{groups, reads, streams, subscribe};
+use crate::{groups, reads, sagas, streams, subscribe};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,6 +25,7 @@ use crate::{groups, reads, streams, subscribe};
         (name = "reads", description = "Reading streams, $all and categories"),
         (name = "subscriptions", description = "Following events with Server-Sent Events"),
         (name = "groups", description = "Consumer groups: competing consumers, retries, dead letters"),
+        (name = "sagas", description = "Saga instances: status, state, deadlines and history"),
         (name = "system", description = "Health"),
     )
 )]
@@ -66,6 +67,8 @@ fn api_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(groups::nack))
         .routes(routes!(groups::parked))
         .routes(routes!(groups::replay))
+        .routes(routes!(sagas::list_instances))
+        .routes(routes!(sagas::instance))
         .split_for_parts()
 }
 

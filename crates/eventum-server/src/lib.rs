@@ -10,6 +10,7 @@ mod groups;
 pub mod groups_model;
 pub mod model;
 mod reads;
+mod sagas;
 mod state;
 mod streams;
 mod subscribe;

@@ -7,6 +7,7 @@ mod bench_raw;
 mod client;
 mod groups;
 mod read;
+mod sagas;
 mod serve;
 mod shop;
 mod shop_load;
@@ -46,6 +47,8 @@ enum Command {
     Shop(shop_load::ShopArgs),
     /// Inspect and replay a consumer group's dead letters.
     Dlq(groups::DlqArgs),
+    /// Saga instances of a running server: list, show.
+    Sagas(sagas::SagasArgs),
     /// Measure durable appends, reads and catch-up against a same-run raw-disk baseline.
     Bench(bench::BenchArgs),
 }
@@ -62,6 +65,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Groups(args) => groups::run_groups(args).await,
         Command::Shop(args) => shop_load::run(args).await,
         Command::Dlq(args) => groups::run_dlq(args).await,
+        Command::Sagas(args) => sagas::run(args).await,
     }
 }
 
