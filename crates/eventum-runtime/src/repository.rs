@@ -76,27 +76,49 @@ impl<A: Aggregate> Repository<A> {
         ctx: &CommandContext,
     ) -> Result<CommandAccepted, DispatchError> {
         let stream = Self::stream_of(&A::aggregate_id(command))?;
+        let stream_ref = &stream;
+        self.with_attempts(
+            &stream,
+            |loaded| self.try_once(stream_ref, loaded, command, ctx),
+            |result| matches!(result, Err(DispatchError::Rejected { .. })),
+        )
+        .await
+    }
+
+    /// Runs `attempt` on the aggregate's loaded state, under the aggregate's turn, until
+    /// it does not meet a version conflict, at most `conflict_attempts_max` times with
+    /// jittered exponential backoff. When a state taken from the cache gives an outcome
+    /// `refused` calls a refusal, it is decided again on fresh state: another process may
+    /// have moved the aggregate on, and a stale copy that accepts is caught by the
+    /// expected version, but one that refuses would never reach the store.
+    async fn with_attempts<T, F, Fut>(
+        &self,
+        stream: &StreamName,
+        mut attempt: F,
+        refused: impl Fn(&Result<T, DispatchError>) -> bool,
+    ) -> Result<T, DispatchError>
+    where
+        F: FnMut(Loaded<A>) -> Fut,
+        Fut: Future<Output = Result<T, DispatchError>>,
+    {
         // Commands to one aggregate in this process take turns, so they never conflict
         // with each other; other processes are caught by the expected version.
         let _turn = self.locks[self.stripe(stream.as_str())].lock().await;
         let mut delay = self.config.conflict_delay_initial;
         let attempts = self.config.conflict_attempts_max.max(1);
-        for attempt in 1..=attempts {
-            let (loaded, from_cache) = match self.cached(&stream) {
+        for n in 1..=attempts {
+            let (loaded, from_cache) = match self.cached(stream) {
                 Some(loaded) => (loaded, true),
-                None => (self.load_stream(&stream).await?, false),
+                None => (self.load_stream(stream).await?, false),
             };
-            let mut result = self.try_once(&stream, loaded, command, ctx).await;
-            if from_cache && matches!(result, Err(DispatchError::Rejected { .. })) {
-                // Another process may have moved the aggregate on since it was cached; a
-                // stale copy that accepts is caught by the expected version, but one that
-                // refuses would never reach the store. Refusals are decided on fresh state.
-                let fresh = self.load_stream(&stream).await?;
-                result = self.try_once(&stream, fresh, command, ctx).await;
+            let mut result = attempt(loaded).await;
+            if from_cache && refused(&result) {
+                let fresh = self.load_stream(stream).await?;
+                result = attempt(fresh).await;
             }
             match result {
-                Err(DispatchError::Conflict { .. }) if attempt < attempts => {
-                    self.forget(&stream);
+                Err(DispatchError::Conflict { .. }) if n < attempts => {
+                    self.forget(stream);
                     tokio::time::sleep(jittered(delay)).await;
                     delay = (delay * 2).min(self.config.conflict_delay_max);
                 }
@@ -130,37 +152,19 @@ impl<A: Aggregate> Repository<A> {
             ));
         }
         let stream = Self::stream_of(&id)?;
-        let _turn = self.locks[self.stripe(stream.as_str())].lock().await;
-        let mut delay = self.config.conflict_delay_initial;
-        let attempts = self.config.conflict_attempts_max.max(1);
-        for attempt in 1..=attempts {
-            let (loaded, from_cache) = match self.cached(&stream) {
-                Some(loaded) => (loaded, true),
-                None => (self.load_stream(&stream).await?, false),
-            };
-            let mut result = self.try_batch(&stream, loaded, commands).await;
-            let refused = |r: &Result<Vec<_>, DispatchError>| matches!(r, Ok(outcomes) if outcomes.iter().any(|o: &Result<CommandAccepted, DispatchError>| matches!(o, Err(DispatchError::Rejected { .. }))));
-            if from_cache && refused(&result) {
-                // As in `execute`: refusals are decided on fresh state. The batch was not
-                // appended if it refused everything; otherwise its accepted part was, and
-                // re-running finds those ids in the aggregate's recent commands.
-                let fresh = self.load_stream(&stream).await?;
-                result = self.try_batch(&stream, fresh, commands).await;
-            }
-            match result {
-                Err(DispatchError::Conflict { .. }) if attempt < attempts => {
-                    self.forget(&stream);
-                    tokio::time::sleep(jittered(delay)).await;
-                    delay = (delay * 2).min(self.config.conflict_delay_max);
-                }
-                Err(DispatchError::Conflict { stream, .. }) => {
-                    self.forget_named(&stream);
-                    return Err(DispatchError::Conflict { stream, attempts });
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt returns")
+        let stream_ref = &stream;
+        // A batch that was partly appended and is re-run on fresh state finds the
+        // appended commands' ids among the aggregate's recent commands.
+        self.with_attempts(
+            &stream,
+            |loaded| self.try_batch(stream_ref, loaded, commands),
+            |result| {
+                matches!(result, Ok(outcomes) if outcomes
+                    .iter()
+                    .any(|o| matches!(o, Err(DispatchError::Rejected { .. }))))
+            },
+        )
+        .await
     }
 
     async fn try_batch(
