@@ -1,0 +1,244 @@
+//! [`PgStore`]: opening (pool, migrations, head), shutdown, and the [`EventStore`]
+//! implementation that delegates to the append, read and follow modules.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use eventum_core::subscription::{self, LiveBatch};
+use eventum_core::{
+    AppendError, AppendResult, EventStore, ExpectedVersion, Limits, NewEvent, ReadDirection,
+    ReadError, RecordedEvent, StorageError, StreamMetadata, StreamName, StreamState, Subscription,
+    SubscriptionFrom, SubscriptionTarget,
+};
+use tokio::sync::{Notify, broadcast};
+use tokio::task::JoinHandle;
+use tokio_postgres::NoTls;
+
+use crate::config::{PgConfig, schema_is_valid};
+use crate::error::{OpenError, pool, storage};
+use crate::{append, follow, migrate, read};
+
+/// State shared by the store, its background tasks and its subscriptions.
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) config: PgConfig,
+    /// The position the next event will get, as far as this process knows: raised by its
+    /// own acknowledged appends and by the follower seeing other processes' commits.
+    pub(crate) next_position: AtomicU64,
+    /// Committed batches in position order; `None` once the store is shut down, so that
+    /// subscriptions end.
+    pub(crate) live: Mutex<Option<broadcast::Sender<LiveBatch>>>,
+    /// Wakes the follower: a local commit, or a notification from the listener.
+    pub(crate) wake: Notify,
+}
+
+impl Inner {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
+        self.pool.get().await.map_err(pool)
+    }
+
+    pub(crate) fn raise_next_position(&self, next: u64) {
+        self.next_position.fetch_max(next, Ordering::AcqRel);
+    }
+}
+
+/// The PostgreSQL event store. Open with [`PgStore::open`]; dropping it (or
+/// [`PgStore::shutdown`]) stops its background tasks and ends its subscriptions.
+pub struct PgStore {
+    inner: Arc<Inner>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl PgStore {
+    /// Connects, applies missing migrations to `config.schema`, reads the head and starts
+    /// the follower that feeds subscriptions.
+    pub async fn open(config: PgConfig) -> Result<Arc<PgStore>, OpenError> {
+        if !schema_is_valid(&config.schema) {
+            return Err(OpenError::InvalidConfig(format!(
+                "schema {:?}: use lowercase letters, digits and _ (at most 48 bytes)",
+                config.schema
+            )));
+        }
+        if config.pool_size_max == 0 || config.live_buffer_batches == 0 {
+            return Err(OpenError::InvalidConfig(
+                "pool_size_max and live_buffer_batches must be at least 1".into(),
+            ));
+        }
+        let base = base_config(&config)?;
+        let unavailable = |e| OpenError::Storage {
+            url: config.url.clone(),
+            source: storage(e),
+        };
+        let (mut client, connection) = base.connect(NoTls).await.map_err(unavailable)?;
+        let driver = tokio::spawn(connection);
+        let migrated = migrate::migrate(&mut client, &config.schema, &config.url).await;
+        drop(client);
+        let _ = driver.await;
+        migrated?;
+
+        let mut pooled = base.clone();
+        pooled.options(format!("-c search_path={}", config.schema));
+        let manager = Manager::from_config(
+            pooled,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size_max)
+            .wait_timeout(Some(Duration::from_millis(config.pool_wait_ms_max)))
+            .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| OpenError::InvalidConfig(e.to_string()))?;
+        let next: i64 = {
+            let client = pool.get().await.map_err(|e| OpenError::Storage {
+                url: config.url.clone(),
+                source: pool_err(e),
+            })?;
+            client
+                .query_one("SELECT next_position FROM log_head", &[])
+                .await
+                .map_err(unavailable)?
+                .get(0)
+        };
+        let (live, _) = broadcast::channel(config.live_buffer_batches);
+        let inner = Arc::new(Inner {
+            pool,
+            config,
+            next_position: AtomicU64::new(next as u64),
+            live: Mutex::new(Some(live)),
+            wake: Notify::new(),
+        });
+        let mut tasks = vec![tokio::spawn(follow::run_follower(
+            inner.clone(),
+            next as u64,
+        ))];
+        if inner.config.listen {
+            tasks.push(tokio::spawn(follow::run_listener(inner.clone(), base)));
+        }
+        Ok(Arc::new(PgStore {
+            inner,
+            tasks: Mutex::new(tasks),
+        }))
+    }
+
+    /// Stops the follower and listener, closes the pool and ends every subscription.
+    /// Idempotent.
+    pub fn shutdown(&self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+        self.inner.live.lock().unwrap().take();
+        self.inner.pool.close();
+    }
+
+    /// The configuration the store was opened with.
+    pub fn config(&self) -> &PgConfig {
+        &self.inner.config
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn pool_err(e: deadpool_postgres::PoolError) -> StorageError {
+    pool(e)
+}
+
+/// The connection settings from `config.url` plus the connect timeout.
+fn base_config(config: &PgConfig) -> Result<tokio_postgres::Config, OpenError> {
+    let mut base = tokio_postgres::Config::from_str(&config.url)
+        .map_err(|e| OpenError::InvalidConfig(format!("url {:?}: {e}", config.url)))?;
+    base.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+    base.application_name("eventum");
+    Ok(base)
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    fn limits(&self) -> &Limits {
+        &self.inner.config.limits
+    }
+
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, AppendError> {
+        self.inner.config.limits.check_batch(&events)?;
+        append::append(&self.inner, stream, expected, events).await
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: Option<u64>,
+        direction: ReadDirection,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.inner.config.limits.check_read_limit(limit)?;
+        read::read_stream(&self.inner, stream, from, direction, limit).await
+    }
+
+    async fn read_all(
+        &self,
+        from: Option<u64>,
+        direction: ReadDirection,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.inner.config.limits.check_read_limit(limit)?;
+        Ok(read::read_all(&self.inner, from, direction, limit).await?)
+    }
+
+    async fn read_category(
+        &self,
+        category: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, ReadError> {
+        self.inner.config.limits.check_read_limit(limit)?;
+        Ok(read::read_category(&self.inner, category, from, limit).await?)
+    }
+
+    async fn delete_stream(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+    ) -> Result<AppendResult, AppendError> {
+        append::delete_stream(&self.inner, stream, expected).await
+    }
+
+    async fn set_stream_metadata(
+        &self,
+        stream: &StreamName,
+        metadata: StreamMetadata,
+    ) -> Result<AppendResult, AppendError> {
+        append::set_stream_metadata(&self.inner, stream, metadata).await
+    }
+
+    async fn stream_state(&self, stream: &StreamName) -> Result<StreamState, ReadError> {
+        Ok(read::stream_state(&self.inner, stream).await?)
+    }
+
+    fn subscribe(&self, target: SubscriptionTarget, from: SubscriptionFrom) -> Subscription {
+        let batch = self.inner.config.catch_up_batch_events;
+        subscription::subscribe(self.inner.clone(), target, from, batch)
+    }
+
+    fn head_position(&self) -> Option<u64> {
+        self.inner
+            .next_position
+            .load(Ordering::Acquire)
+            .checked_sub(1)
+    }
+}
