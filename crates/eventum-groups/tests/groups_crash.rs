@@ -9,13 +9,13 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::*;
 use eventum_groups::{GroupSettings, GroupTarget, NackAction};
+use eventum_testkit::crash::{Child, Rng, say_ready};
 
 const CHILD_ENV: &str = "EVENTUM_GROUPS_CRASH_CHILD";
 const CHILD_TEST: &str = "groups_crash_child";
@@ -56,6 +56,7 @@ fn groups_crash_child() {
         .unwrap();
     rt.block_on(async move {
         let (_store, svc) = open_at(Path::new(&dir), crash_config()).await;
+        say_ready();
         loop {
             let batch = svc.receive("g", "child", 8, 50).await.unwrap();
             // Slow work, so that a kill finds deliveries in flight.
@@ -109,45 +110,23 @@ fn sigkill_while_consuming_loses_no_event() {
         // The user events are the first STREAMS × PER_STREAM positions.
         (0..STREAMS as u64 * PER_STREAM).collect()
     });
-    let exe = std::env::current_exe().unwrap();
     let mut acked: BTreeSet<u64> = BTreeSet::new();
     // Handed to `ack` (which may have taken effect even if the child died before saying).
     let mut acking: BTreeSet<u64> = BTreeSet::new();
     let mut confirmed_parks: BTreeSet<u64> = BTreeSet::new();
     let mut checkpoint = 0u64;
-    let mut seed = 0x5eed_u64;
+    let mut rng = Rng(0x5eed);
     for cycle in 0..cycles {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            out
-        });
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        std::thread::sleep(Duration::from_millis(60 + (seed >> 33) % 200));
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "cycle {cycle}: child exited by itself"
-        );
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let out = reader.join().unwrap();
+        let mut child = Child::spawn(CHILD_TEST, &[(CHILD_ENV, dir.path().as_os_str())], None);
+        // Timed from the child's READY line (group service open), so that a slow start
+        // on a loaded machine does not turn every cycle into a kill during open.
+        child
+            .wait_ready(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
+        std::thread::sleep(Duration::from_millis(20 + rng.below(200)));
+        let out = child
+            .kill()
+            .unwrap_or_else(|e| panic!("cycle {cycle}: {e}"));
         let complete = &out[..out.rfind('\n').map_or(0, |i| i + 1)];
         for line in complete.lines() {
             if let Some(p) = line.strip_prefix("ACKING ") {

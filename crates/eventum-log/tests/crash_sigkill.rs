@@ -9,14 +9,15 @@
 mod fault_support;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use eventum_core::{EventStore, ExpectedVersion, NewEvent, ReadDirection, RecordedEvent};
 use eventum_log::{LogConfig, LogStore};
+use eventum_testkit::crash::{Child, Rng, count_from_env, say_ready, seed_from_env};
 use fault_support::*;
 use uuid::Uuid;
 
@@ -25,8 +26,6 @@ const CHILD_ENV: &str = "EVENTUM_CRASH_CHILD";
 /// The cycle number, so that the child's batch tags are unique across cycles.
 const CYCLE_ENV: &str = "EVENTUM_CRASH_CYCLE";
 const CHILD_TEST: &str = "crash_child";
-/// What the child prints once its store is open.
-const READY_LINE: &str = "READY\n";
 /// Longest a child may take to open its store.
 const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Appending tasks in the child.
@@ -39,22 +38,6 @@ const SHARED_STREAM: &str = "crashshared-0";
 /// Small segments, so that the run rolls over many times.
 fn crash_config() -> LogConfig {
     config(1024 * 1024)
-}
-
-/// A tiny deterministic generator (splitmix64): kill times replay from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 /// FNV-1a, to compare event data byte for byte without printing it.
@@ -87,11 +70,7 @@ fn crash_child() {
         let store = open(Path::new(&dir), &crash_config());
         // The parent times its kill from here, so that a slow start on a loaded machine
         // does not turn every cycle into a kill during open.
-        {
-            let mut out = std::io::stdout().lock();
-            out.write_all(READY_LINE.as_bytes()).unwrap();
-            out.flush().unwrap();
-        }
+        say_ready();
         let tasks: Vec<_> = (0..TASKS)
             .map(|t| tokio::spawn(append_forever(store.clone(), cycle, t)))
             .collect();
@@ -332,34 +311,18 @@ async fn check_store(
     events
 }
 
-fn tail_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text[text.len().saturating_sub(4000)..].to_owned()
-}
-
 #[test]
 fn sigkill_at_random_moments_loses_no_acknowledged_event() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let cycles: u64 = std::env::var("EVENTUM_CRASH_CYCLES")
-        .ok()
-        .map_or(50, |v| v.parse().expect("EVENTUM_CRASH_CYCLES is a number"));
-    let seed: u64 = std::env::var("EVENTUM_CRASH_SEED").ok().map_or_else(
-        || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        },
-        |v| v.parse().expect("EVENTUM_CRASH_SEED is a number"),
-    );
+    let cycles = count_from_env("EVENTUM_CRASH_CYCLES", 50);
+    let seed = seed_from_env("EVENTUM_CRASH_SEED");
     // Shown with the test's output when it fails.
     eprintln!("crash test: {cycles} cycles, EVENTUM_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -373,75 +336,24 @@ fn sigkill_at_random_moments_loses_no_acknowledged_event() {
 
     for cycle in 0..cycles {
         let stderr_path = logs.path().join("child-stderr.log");
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env(CYCLE_ENV, cycle.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("start the child");
-        let mut stdout = child.stdout.take().unwrap();
-        let seen = Arc::new(std::sync::Mutex::new(String::new()));
-        let reader = {
-            let seen = seen.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 64 * 1024];
-                loop {
-                    match stdout.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => seen
-                            .lock()
-                            .unwrap()
-                            .push_str(&String::from_utf8_lossy(&buf[..n])),
-                    }
-                }
-                seen.lock().unwrap().clone()
-            })
-        };
-        let ready_deadline = Instant::now() + CHILD_READY_TIMEOUT;
-        while !seen.lock().unwrap().contains(READY_LINE) {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!(
-                    "cycle {cycle} (seed {seed}): the child exited before opening its store ({status}):\n{}",
-                    tail_of(&stderr_path)
-                );
-            }
-            assert!(
-                Instant::now() < ready_deadline,
-                "cycle {cycle}: the child did not open its store within {CHILD_READY_TIMEOUT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let kill_after = Duration::from_millis(20 + rng.below(281));
-        std::thread::sleep(kill_after);
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "cycle {cycle} (seed {seed}): the child exited by itself ({status}):\n{}",
-                tail_of(&stderr_path)
-            );
-        }
-        child.kill().expect("SIGKILL the child");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cycle {cycle}: the killed child did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        assert!(!status.success(), "cycle {cycle}: child status {status}");
-        let output = reader.join().unwrap();
+        let cycle_text = cycle.to_string();
+        let mut child = Child::spawn(
+            CHILD_TEST,
+            &[
+                (CHILD_ENV, dir.path().as_os_str()),
+                (CYCLE_ENV, OsStr::new(&cycle_text)),
+            ],
+            Some(&stderr_path),
+        );
+        // Kills are timed from the child's READY line (store open), so that a slow start
+        // on a loaded machine does not turn every cycle into a kill during open.
+        child
+            .wait_ready(CHILD_READY_TIMEOUT)
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        std::thread::sleep(Duration::from_millis(20 + rng.below(281)));
+        let output = child
+            .kill()
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
 
         let before = promised.len();
         let acked = collect_acks(&output, &mut promised, cycle);

@@ -9,9 +9,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::ffi::OsStr;
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use eventum_log::LogStore;
 use eventum_projections::{
     InlineProjections, Projection, ProjectionError, ProjectionRunner, ProjectionTx, RunnerConfig,
 };
+use eventum_testkit::crash::{Child, Rng, count_from_env, say_ready, seed_from_env};
 use serde_json::Value;
 
 const CHILD_ENV: &str = "EVENTUM_PROJ_CRASH_CHILD";
@@ -56,21 +57,6 @@ fn config() -> RunnerConfig {
         catch_up_batch_events_max: 200,
         rebuild_durable_every_batches: 4,
         ..RunnerConfig::default()
-    }
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 
@@ -117,6 +103,7 @@ fn crash_child() {
                 .await
                 .unwrap(),
         );
+        say_ready();
         let tasks: Vec<_> = (0..3u64)
             .map(|t| {
                 let store = store.clone();
@@ -224,33 +211,17 @@ async fn check_cycle(dir: &Path, cycle: u64, acked: Option<u64>) -> usize {
     history.len()
 }
 
-fn tail_of(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text[text.len().saturating_sub(4000)..].to_owned()
-}
-
 #[test]
 fn sigkill_leaves_every_read_model_equal_to_a_fold() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let cycles: u64 = std::env::var("EVENTUM_CRASH_CYCLES")
-        .ok()
-        .map_or(40, |v| v.parse().expect("EVENTUM_CRASH_CYCLES is a number"));
-    let seed: u64 = std::env::var("EVENTUM_CRASH_SEED").ok().map_or_else(
-        || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        },
-        |v| v.parse().expect("EVENTUM_CRASH_SEED is a number"),
-    );
+    let cycles = count_from_env("EVENTUM_CRASH_CYCLES", 40);
+    let seed = seed_from_env("EVENTUM_CRASH_SEED");
     eprintln!("projection crash test: {cycles} cycles, EVENTUM_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -261,37 +232,24 @@ fn sigkill_leaves_every_read_model_equal_to_a_fold() {
     let mut events = 0;
     for cycle in 0..cycles {
         let stderr_path = logs.path().join("child-stderr.log");
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .env(CYCLE_ENV, cycle.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("start the child");
-        let mut stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut out = String::new();
-            let _ = stdout.read_to_string(&mut out);
-            out
-        });
-        std::thread::sleep(Duration::from_millis(100 + rng.below(400)));
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!(
-                "cycle {cycle} (seed {seed}): the child exited by itself ({status}):\n{}",
-                tail_of(&stderr_path)
-            );
-        }
-        child.kill().expect("SIGKILL the child");
-        child.wait().unwrap();
-        let output = reader.join().unwrap();
+        let cycle_text = cycle.to_string();
+        let mut child = Child::spawn(
+            CHILD_TEST,
+            &[
+                (CHILD_ENV, dir.path().as_os_str()),
+                (CYCLE_ENV, OsStr::new(&cycle_text)),
+            ],
+            Some(&stderr_path),
+        );
+        // Timed from the child's READY line (projections open and caught up), so that
+        // a slow start on a loaded machine does not turn every cycle into a kill at open.
+        child
+            .wait_ready(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        std::thread::sleep(Duration::from_millis(20 + rng.below(381)));
+        let output = child
+            .kill()
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
         let acked = max_ack(&output);
         cycles_with_acks += usize::from(acked.is_some());
         events = runtime.block_on(check_cycle(dir.path(), cycle, acked));

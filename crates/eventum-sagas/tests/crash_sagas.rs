@@ -13,7 +13,6 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,7 @@ use common::*;
 use eventum_core::{EventStore, ReadDirection, StreamName};
 use eventum_sagas::records::{BookRecord, InstanceRecord};
 use eventum_sagas::{SagaConfig, SagaRunner, SagaStatus, Status, SystemClock};
+use eventum_testkit::crash::{Child, Rng, count_from_env, say_ready, seed_from_env};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -118,19 +118,6 @@ fn crash_config() -> SagaConfig {
     }
 }
 
-/// splitmix64: kill times replay from the seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        (z ^ (z >> 31)) % n
-    }
-}
-
 /// The child process's body: runs the saga until killed. A no-op in an ordinary run.
 // Not a test of its own: the parent runs it with `--ignored` and kills it.
 #[test]
@@ -155,6 +142,7 @@ fn crash_child() {
         )
         .await
         .unwrap();
+        say_ready();
         // Runs until killed; an error ends the child early, which the parent notices.
         let result = runner.join().await;
         panic!("the saga runner stopped: {result:?}");
@@ -189,25 +177,12 @@ fn sigkill_during_sagas_loses_and_duplicates_nothing() {
     if std::env::var_os(CHILD_ENV).is_some() {
         return;
     }
-    let cycles: u64 = std::env::var("EVENTUM_SAGA_CRASH_CYCLES")
-        .ok()
-        .map_or(20, |v| {
-            v.parse().expect("EVENTUM_SAGA_CRASH_CYCLES is a number")
-        });
-    let seed: u64 = std::env::var("EVENTUM_SAGA_CRASH_SEED").ok().map_or_else(
-        || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        },
-        |v| v.parse().expect("EVENTUM_SAGA_CRASH_SEED is a number"),
-    );
+    let cycles = count_from_env("EVENTUM_SAGA_CRASH_CYCLES", 20);
+    let seed = seed_from_env("EVENTUM_SAGA_CRASH_SEED");
     eprintln!("saga crash test: {cycles} cycles, EVENTUM_SAGA_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let logs = tempfile::tempdir().unwrap();
-    let exe = std::env::current_exe().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -222,30 +197,20 @@ fn sigkill_during_sagas_loses_and_duplicates_nothing() {
         let unfinished = runtime.block_on(between_cycles(dir.path(), cycle, &mut orders));
         interrupted += usize::from(unfinished > 0);
         let stderr_path = logs.path().join("child-stderr.log");
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                CHILD_TEST,
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(CHILD_ENV, dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path).unwrap())
-            .spawn()
-            .expect("start the child");
-        std::thread::sleep(Duration::from_millis(50 + rng.below(450)));
-        if let Some(status) = child.try_wait().unwrap() {
-            let text = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-            panic!(
-                "cycle {cycle} (seed {seed}): the child exited by itself ({status}):\n{}",
-                &text[text.len().saturating_sub(4000)..]
-            );
-        }
-        child.kill().expect("SIGKILL the child");
-        child.wait().unwrap();
+        let mut child = Child::spawn(
+            CHILD_TEST,
+            &[(CHILD_ENV, dir.path().as_os_str())],
+            Some(&stderr_path),
+        );
+        // Timed from the child's READY line (runner started), so that a slow start on a
+        // loaded machine does not turn every cycle into a kill during open.
+        child
+            .wait_ready(Duration::from_secs(60))
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
+        std::thread::sleep(Duration::from_millis(10 + rng.below(300)));
+        child
+            .kill()
+            .unwrap_or_else(|e| panic!("cycle {cycle} (seed {seed}): {e}"));
     }
     eprintln!("saga crash test: {interrupted} of {cycles} kills interrupted work in progress");
     assert!(

@@ -2,6 +2,7 @@
 //! suite every backend runs, and model-based property tests against that model store.
 
 pub mod contract;
+pub mod crash;
 pub mod memory;
 pub mod model;
 
