@@ -174,7 +174,9 @@ impl<A: Aggregate> Repository<A> {
         commands: &[(A::Command, CommandContext)],
     ) -> Result<Vec<Result<CommandAccepted, DispatchError>>, DispatchError> {
         let mut outcomes: Vec<Result<CommandAccepted, DispatchError>> = Vec::new();
-        let mut state = loaded.state.clone();
+        // Taken, not cloned: a hot aggregate's state may be large, and on a failed append
+        // this copy is dropped anyway (the cache forgets the stream).
+        let mut state = std::mem::take(&mut loaded.state);
         let mut new_events = Vec::new();
         // (outcome index, events of that command), for the accepted ones with events.
         let mut appended: Vec<(usize, usize, Uuid)> = Vec::new();
@@ -213,6 +215,7 @@ impl<A: Aggregate> Repository<A> {
             }
         }
         if new_events.is_empty() {
+            loaded.state = state;
             self.cache
                 .lock()
                 .expect("cache lock")
