@@ -149,11 +149,12 @@ impl Shop {
                     .and_then(|x| sum.checked_add(x))
             })
             .ok_or_else(|| PlaceOrderError::Invalid("totalAmount overflows".into()))?;
+        // The key is the caller's: two users sending the same key place two orders.
         let (order_id, meta) = match idempotency_key {
-            Some(key) => (
-                Uuid::new_v5(&key, caller.username.as_bytes()),
-                CommandMeta::with_id(key),
-            ),
+            Some(key) => {
+                let id = Uuid::new_v5(&key, caller.username.as_bytes());
+                (id, CommandMeta::with_id(id))
+            }
             None => (Uuid::now_v7(), CommandMeta::new()),
         };
         let command = OrderCommand::PlaceOrder {

@@ -351,6 +351,26 @@ async fn auth_catalog_and_order_endpoints() {
         ids.push(resp.json::<Value>().await.unwrap()["orderId"].clone());
     }
     assert_eq!(ids[0], ids[1]);
+    // The same key from another user is another order.
+    let resp = api
+        .http
+        .post(format!("{}/api/orders", api.base))
+        .bearer_auth(&bob)
+        .header("Idempotency-Key", &key)
+        .json(&order)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let bobs = resp.json::<Value>().await.unwrap()["orderId"].clone();
+    assert_ne!(bobs, ids[0]);
+    let (s, doc) = api
+        .get(
+            &format!("/api/orders/{}", bobs.as_str().unwrap()),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!((s, doc["userId"].as_str()), (StatusCode::OK, Some("bob")));
 
     running.shutdown().await;
     log.shutdown();
