@@ -2,14 +2,15 @@
 //! down cleanly on SIGINT or SIGTERM.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use clap::Args;
-use eventum_core::EventStore;
 use eventum_groups::{GroupService, GroupsConfig};
-use eventum_log::{LogConfig, LogStore, OpenError};
+use eventum_log::LogConfig;
 use eventum_server::{DEFAULT_LISTEN_ADDR, ServerConfig};
+
+#[path = "serve_store.rs"]
+mod serve_store;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -28,6 +29,13 @@ pub struct ServeArgs {
     /// Size of each segment file in bytes.
     #[arg(long)]
     pub segment_bytes: Option<u64>,
+    /// Event store: omit for the embedded log in --data, or a `postgres://user@host/db`
+    /// URL for PostgreSQL (the shop's and groups' local files stay in --data).
+    #[arg(long)]
+    pub store: Option<String>,
+    /// PostgreSQL schema holding the store's tables (with --store postgres://…).
+    #[arg(long, default_value = "eventum")]
+    pub store_schema: String,
     #[command(flatten)]
     pub shop: crate::shop::ShopServeArgs,
 }
@@ -50,26 +58,15 @@ impl ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.log_config();
-    let dir = args.data.clone();
-    // Opening may replay the log after a crash: blocking work, off the async workers.
-    let store = tokio::task::spawn_blocking(move || LogStore::open(&dir, config))
-        .await?
-        .map_err(|e| match e {
-            OpenError::Locked { .. } => {
-                anyhow!("{e}; is another `eventum serve` using it?")
-            }
-            e => anyhow::Error::new(e).context(format!(
-                "cannot open data directory {}",
-                args.data.display()
-            )),
-        })?;
-    // Consumer groups resume from their stored checkpoints and dead letters.
-    let groups = match GroupService::open(
-        store.clone() as Arc<dyn EventStore>,
-        GroupsConfig::default(),
+    let store = serve_store::OpenedStore::open(
+        args.store.as_deref(),
+        &args.store_schema,
+        &args.data,
+        config,
     )
-    .await
-    {
+    .await?;
+    // Consumer groups resume from their stored checkpoints and dead letters.
+    let groups = match GroupService::open(store.as_dyn(), GroupsConfig::default()).await {
         Ok(g) => g,
         Err(e) => {
             store.shutdown();
@@ -77,11 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     // The shop of seed 004 (under /api and /ws), unless --no-shop.
-    let shop = match args
-        .shop
-        .start(&args.data, store.clone() as Arc<dyn EventStore>)
-        .await
-    {
+    let shop = match args.shop.start(&args.data, store.as_dyn()).await {
         Ok(s) => s,
         Err(e) => {
             groups.shutdown().await;
@@ -98,8 +91,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     // Tests and scripts wait for this line; println! flushes at the newline.
     println!(
-        "eventum listening on http://{addr} (data: {})",
-        args.data.display()
+        "eventum listening on http://{addr} ({})",
+        store.describe(&args.data)
     );
     if shop.is_some() {
         let admin = match args.shop.shop_admin_password {
@@ -112,7 +105,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         println!("shop: http://{addr}/api/products (admin password {admin})");
     }
     let served = eventum_server::serve_with_routes(
-        store.clone() as Arc<dyn EventStore>,
+        store.as_dyn(),
         Some(groups.clone()),
         shop_routes,
         ServerConfig::default(),
