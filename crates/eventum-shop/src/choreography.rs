@@ -102,7 +102,12 @@ impl Reactor for ShopReactor {
     }
 
     fn source(&self) -> SubscriptionTarget {
-        SubscriptionTarget::All
+        match self.role {
+            // The notifier needs only the orders' terminal events: a narrower subscription
+            // is fewer deliveries. The others react to several categories.
+            Role::Notifier => SubscriptionTarget::Category("order".into()),
+            _ => SubscriptionTarget::All,
+        }
     }
 
     fn react(&self, event: &RecordedEvent) -> Vec<CommandSpec> {
