@@ -19,15 +19,15 @@ use crate::read::{NOW_US_SQL, to_i64};
 use crate::store::Inner;
 
 /// A locked stream row, as the checks need it.
-struct Locked {
-    last_version: Option<i64>,
-    deleted: bool,
+pub(crate) struct Locked {
+    pub(crate) last_version: Option<i64>,
+    pub(crate) deleted: bool,
     /// The version of the event with the probed id in this stream, if any (retry lookup).
-    probed_version: Option<i64>,
+    pub(crate) probed_version: Option<i64>,
 }
 
 impl Locked {
-    fn actual(&self) -> ActualVersion {
+    pub(crate) fn actual(&self) -> ActualVersion {
         ActualVersion::from_option(self.last_version.map(|v| v as u64))
     }
 }
@@ -65,7 +65,7 @@ async fn lock_stream(
 
 /// The original result if `events` were already appended to `stream` as one batch under
 /// `expected` (a retry after a lost acknowledgement).
-async fn find_retry(
+pub(crate) async fn find_retry(
     tx: &Transaction<'_>,
     stream: &str,
     expected: ExpectedVersion,
@@ -186,7 +186,7 @@ async fn write(
 }
 
 /// Events in a metadata stream `$${x}` change `x`'s row: deletion and retention.
-async fn apply_system_events(
+pub(crate) async fn apply_system_events(
     tx: &Transaction<'_>,
     stream: &str,
     events: &[NewEvent],
@@ -234,38 +234,6 @@ async fn commit(
     inner.raise_next_position(result.position + 1);
     inner.wake.notify_one();
     Ok(result)
-}
-
-pub(crate) async fn append(
-    inner: &Inner,
-    stream: &StreamName,
-    expected: ExpectedVersion,
-    events: Vec<NewEvent>,
-) -> Result<AppendResult, AppendError> {
-    let name = stream.as_str();
-    let mut client = inner.client().await?;
-    let tx = client.transaction().await.map_err(storage)?;
-    // Lock order everywhere: the described stream before its metadata stream.
-    if let Some(target) = stream.described_stream() {
-        lock_stream(&tx, target.as_str(), None).await?;
-    }
-    let probe = match expected {
-        ExpectedVersion::Any | ExpectedVersion::StreamExists => Some(events[0].id()),
-        _ => None,
-    };
-    let locked = lock_stream(&tx, name, probe).await?;
-    if locked.deleted {
-        return Err(AppendError::StreamDeleted {
-            stream: name.to_owned(),
-        });
-    }
-    if let Some(result) = find_retry(&tx, name, expected, &locked, &events).await? {
-        return Ok(result);
-    }
-    AppendError::check_expected(name, expected, locked.actual())?;
-    let first_version = locked.last_version.map_or(0, |v| v + 1);
-    let result = write(inner, &tx, name, first_version, &events).await?;
-    commit(inner, tx, result).await
 }
 
 /// Locks `stream` and its metadata stream, refuses a deleted stream, then appends `event`

@@ -20,6 +20,11 @@ pub struct PgConfig {
     pub pool_wait_ms_max: u64,
     /// Longest a new connection may take. Default 5,000 ms.
     pub connect_timeout_ms: u64,
+    /// Most appends one group-commit transaction carries. Default 256.
+    pub group_appends_max: usize,
+    /// Most appends waiting for the committer; further callers wait for space.
+    /// Default 4,096.
+    pub append_queue_max: usize,
     /// Input limits (event and batch sizes, read counts). Default [`Limits::default`].
     pub limits: Limits,
     /// Committed batches the live broadcast holds for subscribers; a subscriber further
@@ -49,6 +54,8 @@ impl PgConfig {
             pool_size_max: 16,
             pool_wait_ms_max: 5_000,
             connect_timeout_ms: 5_000,
+            group_appends_max: 256,
+            append_queue_max: 4_096,
             limits: Limits::default(),
             live_buffer_batches: 1_024,
             catch_up_batch_events: 256,

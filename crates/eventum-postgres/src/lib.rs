@@ -15,6 +15,8 @@ mod append;
 mod config;
 mod error;
 mod follow;
+mod group;
+mod group_sql;
 pub mod migrate;
 mod read;
 mod store;

@@ -14,13 +14,13 @@ use eventum_core::{
     ReadError, RecordedEvent, StorageError, StreamMetadata, StreamName, StreamState, Subscription,
     SubscriptionFrom, SubscriptionTarget,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 
 use crate::config::{PgConfig, schema_is_valid};
 use crate::error::{OpenError, pool, storage};
-use crate::{append, follow, migrate, read};
+use crate::{append, follow, group, migrate, read};
 
 /// State shared by the store, its background tasks and its subscriptions.
 pub(crate) struct Inner {
@@ -50,6 +50,8 @@ impl Inner {
 /// [`PgStore::shutdown`]) stops its background tasks and ends its subscriptions.
 pub struct PgStore {
     inner: Arc<Inner>,
+    /// Appends go to the group committer through this bounded queue.
+    queue: mpsc::Sender<group::Request>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -63,9 +65,12 @@ impl PgStore {
                 config.schema
             )));
         }
-        if config.pool_size_max == 0 || config.live_buffer_batches == 0 {
+        if config.pool_size_max == 0
+            || config.live_buffer_batches == 0
+            || config.append_queue_max == 0
+        {
             return Err(OpenError::InvalidConfig(
-                "pool_size_max and live_buffer_batches must be at least 1".into(),
+                "pool_size_max, live_buffer_batches and append_queue_max must be at least 1".into(),
             ));
         }
         let base = base_config(&config)?;
@@ -115,15 +120,17 @@ impl PgStore {
             live: Mutex::new(Some(live)),
             wake: Notify::new(),
         });
-        let mut tasks = vec![tokio::spawn(follow::run_follower(
-            inner.clone(),
-            next as u64,
-        ))];
+        let (queue, requests) = mpsc::channel(inner.config.append_queue_max);
+        let mut tasks = vec![
+            tokio::spawn(follow::run_follower(inner.clone(), next as u64)),
+            tokio::spawn(group::run_committer(inner.clone(), requests)),
+        ];
         if inner.config.listen {
             tasks.push(tokio::spawn(follow::run_listener(inner.clone(), base)));
         }
         Ok(Arc::new(PgStore {
             inner,
+            queue,
             tasks: Mutex::new(tasks),
         }))
     }
@@ -176,7 +183,7 @@ impl EventStore for PgStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
         self.inner.config.limits.check_batch(&events)?;
-        append::append(&self.inner, stream, expected, events).await
+        group::append(&self.queue, stream, expected, events).await
     }
 
     async fn read_stream(
