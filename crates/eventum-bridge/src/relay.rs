@@ -1,0 +1,309 @@
+//! The relay: follows `$all` from its durable checkpoint, maps events to messages,
+//! publishes them in bounded batches through a [`Sink`], retries a failed batch with
+//! capped exponential backoff, and advances the checkpoint only after the broker
+//! acknowledged. The store's log is the outbox: there is no second table to keep in sync.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventum_core::{
+    EventStore, RecordedEvent, StorageError, StreamName, Subscription, SubscriptionFrom,
+    SubscriptionTarget,
+};
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::RelayConfig;
+use crate::error::{ConfigError, RelayError, SinkError};
+use crate::message::Message;
+use crate::sink::Sink;
+
+/// What a relay is doing, for status lines and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RelayState {
+    Starting,
+    Running,
+    /// The last publish failed; the relay is waiting to retry the same batch.
+    Retrying,
+    Stopped,
+}
+
+/// A relay's progress, published on a watch channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelayProgress {
+    pub state: RelayState,
+    /// Every event below this position is acknowledged by the broker (or skipped).
+    pub next_position: u64,
+    /// The next position last written to the checkpoint stream.
+    pub saved_position: u64,
+    /// Messages acknowledged by the broker since start (re-sent ones counted again).
+    pub published_total: u64,
+    /// Failed publish attempts since start.
+    pub publish_failures_total: u64,
+    /// The last publish failure, cleared by the next success.
+    pub last_error: Option<String>,
+}
+
+/// Starts relays.
+pub struct Relay;
+
+impl Relay {
+    /// Validates `config` and starts a relay from `store` to `sink` on the current tokio
+    /// runtime. It runs until [`RelayHandle::stop`] or a non-retryable error.
+    pub fn spawn(
+        store: Arc<dyn EventStore>,
+        sink: Arc<dyn Sink>,
+        config: RelayConfig,
+    ) -> Result<RelayHandle, ConfigError> {
+        config.validate()?;
+        let checkpoint_stream = StreamName::system(config.checkpoint_stream())
+            .map_err(|_| ConfigError::BadName(config.name.clone()))?;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (progress_tx, progress_rx) = watch::channel(RelayProgress {
+            state: RelayState::Starting,
+            next_position: 0,
+            saved_position: 0,
+            published_total: 0,
+            publish_failures_total: 0,
+            last_error: None,
+        });
+        let task = tokio::spawn(async move {
+            let progress = progress_tx.clone();
+            let result = run(store, sink, config, checkpoint_stream, stop_rx, progress_tx).await;
+            progress.send_modify(|p| {
+                p.state = RelayState::Stopped;
+                if let Err(e) = &result {
+                    p.last_error = Some(e.to_string());
+                }
+            });
+            result
+        });
+        Ok(RelayHandle {
+            stop_tx,
+            progress: progress_rx,
+            task,
+        })
+    }
+}
+
+/// A running relay.
+pub struct RelayHandle {
+    stop_tx: watch::Sender<bool>,
+    progress: watch::Receiver<RelayProgress>,
+    task: JoinHandle<Result<(), RelayError>>,
+}
+
+impl RelayHandle {
+    /// A receiver of the relay's progress.
+    pub fn progress(&self) -> watch::Receiver<RelayProgress> {
+        self.progress.clone()
+    }
+
+    /// Waits until every event below `next_position` is acknowledged; `false` on timeout
+    /// or if the relay stopped first.
+    pub async fn wait_acknowledged(&self, next_position: u64, timeout: Duration) -> bool {
+        let mut rx = self.progress.clone();
+        let reached =
+            rx.wait_for(|p| p.next_position >= next_position || p.state == RelayState::Stopped);
+        match tokio::time::timeout(timeout, reached).await {
+            Ok(Ok(p)) => p.next_position >= next_position,
+            _ => false,
+        }
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Asks the relay to stop (a batch in flight is abandoned unacknowledged), waits for
+    /// it, and returns how it ended. The checkpoint covers everything acknowledged.
+    pub async fn stop(self) -> Result<(), RelayError> {
+        let _ = self.stop_tx.send(true);
+        self.join().await
+    }
+
+    /// Waits for the relay to end by itself (only an error ends it).
+    pub async fn join(self) -> Result<(), RelayError> {
+        self.task.await.unwrap_or(Err(RelayError::Panicked))
+    }
+}
+
+/// Resolves once a stop was asked for (or the handle was dropped).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+struct Runner {
+    sink: Arc<dyn Sink>,
+    config: RelayConfig,
+    checkpoint: Checkpoint,
+    stop: watch::Receiver<bool>,
+    progress: watch::Sender<RelayProgress>,
+    next_position: u64,
+    /// Whether something was published since the last checkpoint write. Only then is a
+    /// checkpoint written: the checkpoint's own events are in `$all` too, and saving for
+    /// skipped events alone would feed itself forever.
+    unsaved: bool,
+    last_save: Instant,
+}
+
+async fn run(
+    store: Arc<dyn EventStore>,
+    sink: Arc<dyn Sink>,
+    config: RelayConfig,
+    checkpoint_stream: StreamName,
+    stop: watch::Receiver<bool>,
+    progress: watch::Sender<RelayProgress>,
+) -> Result<(), RelayError> {
+    let (checkpoint, next_position) = Checkpoint::open(
+        store.clone(),
+        checkpoint_stream,
+        config.checkpoint_records_kept,
+    )
+    .await?;
+    progress.send_modify(|p| {
+        p.state = RelayState::Running;
+        p.next_position = next_position;
+        p.saved_position = next_position;
+    });
+    tracing::info!(relay = %config.name, sink = sink.name(), next_position, "relay started");
+    let subscription = store.subscribe(
+        SubscriptionTarget::All,
+        SubscriptionFrom::Position(next_position),
+    );
+    let mut runner = Runner {
+        sink,
+        config,
+        checkpoint,
+        stop,
+        progress,
+        next_position,
+        unsaved: false,
+        last_save: Instant::now(),
+    };
+    let result = runner.follow(subscription).await;
+    if result.is_ok() && runner.unsaved {
+        runner.save().await?;
+    }
+    result
+}
+
+fn taken(item: Option<Result<RecordedEvent, StorageError>>) -> Result<RecordedEvent, RelayError> {
+    match item {
+        Some(Ok(event)) => Ok(event),
+        Some(Err(e)) => Err(RelayError::Subscription(e)),
+        None => Err(RelayError::SubscriptionEnded),
+    }
+}
+
+impl Runner {
+    async fn follow(&mut self, mut subscription: Subscription) -> Result<(), RelayError> {
+        let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
+        let linger = Duration::from_millis(self.config.batch_linger_ms);
+        loop {
+            let save_in = interval.saturating_sub(self.last_save.elapsed());
+            let first = tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => return Ok(()),
+                _ = tokio::time::sleep(save_in), if self.unsaved => {
+                    self.save().await?;
+                    continue;
+                }
+                item = subscription.next() => taken(item)?,
+            };
+            let mut events = vec![first];
+            let deadline = Instant::now() + linger;
+            while events.len() < self.config.batch_events_max {
+                match tokio::time::timeout_at(deadline, subscription.next()).await {
+                    Ok(item) => events.push(taken(item)?),
+                    Err(_) => break,
+                }
+            }
+            let last_position = events.last().map_or(self.next_position, |e| e.position);
+            let messages: Vec<Message> = events
+                .iter()
+                .filter(|e| self.config.include_system_streams || !e.stream.starts_with('$'))
+                .map(|e| Message::from_event(e, self.config.topics, &self.config.source))
+                .collect();
+            if !messages.is_empty() {
+                if !self.publish_with_retry(&messages).await? {
+                    return Ok(());
+                }
+                self.unsaved = true;
+            }
+            self.next_position = last_position + 1;
+            let next_position = self.next_position;
+            let published = messages.len() as u64;
+            self.progress.send_modify(|p| {
+                p.next_position = next_position;
+                p.published_total += published;
+            });
+            if self.unsaved && self.last_save.elapsed() >= interval {
+                self.save().await?;
+            }
+        }
+    }
+
+    /// Publishes `messages` until the sink acknowledges them. `Ok(false)` when a stop
+    /// was asked for first (nothing counts as delivered then).
+    async fn publish_with_retry(&mut self, messages: &[Message]) -> Result<bool, RelayError> {
+        let mut attempt: u32 = 0;
+        loop {
+            let outcome: Result<(), SinkError> = tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => return Ok(false),
+                r = self.sink.publish(messages) => r,
+            };
+            let error = match outcome {
+                Ok(()) => {
+                    if attempt > 0 {
+                        tracing::info!(relay = %self.config.name, attempt, "broker is back; batch acknowledged");
+                        self.progress.send_modify(|p| {
+                            p.state = RelayState::Running;
+                            p.last_error = None;
+                        });
+                    }
+                    return Ok(true);
+                }
+                Err(e) => e,
+            };
+            attempt = attempt.saturating_add(1);
+            tracing::warn!(relay = %self.config.name, attempt, error = %error, "publish failed; will retry");
+            self.progress.send_modify(|p| {
+                p.state = RelayState::Retrying;
+                p.publish_failures_total += 1;
+                p.last_error = Some(error.to_string());
+            });
+            if let Some(max) = self.config.retry_attempts_max
+                && attempt >= max
+            {
+                return Err(RelayError::RetriesExhausted {
+                    attempts: attempt,
+                    last: error,
+                });
+            }
+            let delay = self.config.retry_delay(attempt);
+            tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => return Ok(false),
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+
+    async fn save(&mut self) -> Result<(), RelayError> {
+        self.checkpoint.save(self.next_position).await?;
+        self.unsaved = false;
+        self.last_save = Instant::now();
+        let saved = self.next_position;
+        self.progress.send_modify(|p| p.saved_position = saved);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "relay_tests.rs"]
+mod tests;
