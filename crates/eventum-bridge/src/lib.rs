@@ -1,19 +1,32 @@
 //! Eventum's broker bridges. The store's log is the outbox: a [`Relay`] follows `$all`
 //! from a durable checkpoint and publishes each event as a [`Message`] (topic per category
-//! or per event type, key = stream id, CloudEvents headers) through a [`Sink`] adapter,
-//! advancing its checkpoint only after the broker acknowledged.
+//! or per event type, key = stream id, CloudEvents headers) through a [`Sink`] adapter —
+//! NATS JetStream, Redis Streams, RabbitMQ — advancing its checkpoint only after the
+//! broker acknowledged. The inbound side consumes a broker into a handler through an
+//! inbox that drops duplicates.
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod inbound;
 pub mod memory;
 pub mod message;
+pub mod nats;
+pub mod rabbitmq;
+pub mod redis_streams;
 pub mod relay;
 pub mod sink;
 
 pub use config::{RelayConfig, TopicMapping};
 pub use error::{ConfigError, RelayError, SinkError};
+pub use inbound::{
+    HandlerError, InboundError, InboundHandle, InboundMessage, InboundProgress, NatsInbound,
+    NatsInboundConfig,
+};
 pub use memory::MemorySink;
 pub use message::{Message, header, kebab_case};
+pub use nats::{NatsSink, NatsSinkConfig};
+pub use rabbitmq::{RabbitMqSink, RabbitMqSinkConfig};
+pub use redis_streams::{RedisSink, RedisSinkConfig};
 pub use relay::{Relay, RelayHandle, RelayProgress, RelayState};
 pub use sink::Sink;
