@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_raw;
+mod bridge;
 mod client;
 mod groups;
 mod read;
@@ -51,6 +52,8 @@ enum Command {
     Sagas(sagas::SagasArgs),
     /// Measure durable appends, reads and catch-up against a same-run raw-disk baseline.
     Bench(bench::BenchArgs),
+    /// Relay the store's events to a broker (NATS JetStream, Redis Streams, RabbitMQ).
+    Bridge(bridge::BridgeArgs),
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {
@@ -66,6 +69,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Shop(args) => shop_load::run(args).await,
         Command::Dlq(args) => groups::run_dlq(args).await,
         Command::Sagas(args) => sagas::run(args).await,
+        Command::Bridge(args) => bridge::run(args).await,
     }
 }
 

@@ -10,7 +10,7 @@ use eventum_log::LogConfig;
 use eventum_server::{DEFAULT_LISTEN_ADDR, ServerConfig};
 
 #[path = "serve_store.rs"]
-mod serve_store;
+pub(crate) mod serve_store;
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {

@@ -17,8 +17,10 @@ pub fn redis_url() -> String {
     std::env::var("EVENTUM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// `EVENTUM_TEST_RABBITMQ_URL`, else `EVENTUM_TEST_AMQP_URL` (the name `.ci/run` exports).
 pub fn rabbitmq_url() -> String {
     std::env::var("EVENTUM_TEST_RABBITMQ_URL")
+        .or_else(|_| std::env::var("EVENTUM_TEST_AMQP_URL"))
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
