@@ -114,3 +114,18 @@ impl StoreFactory for PgFactory {
         TestStore { store, guard }
     }
 }
+
+impl PgFactory {
+    /// A store in a fresh schema plus the guard that drops the schema.
+    pub async fn create_store(&self) -> (Arc<PgStore>, Guard) {
+        let config = fresh_config();
+        let store = open(config.clone()).await;
+        (
+            store.clone(),
+            Guard {
+                store: Some(store),
+                config,
+            },
+        )
+    }
+}
