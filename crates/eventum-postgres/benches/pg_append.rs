@@ -4,7 +4,8 @@
 //! `pgbench` would do. Prints one table row per case with the ratio store / raw.
 //!
 //! `cargo bench -p eventum-postgres --bench pg_append`
-//! Env: `EVENTUM_BENCH_POSTGRES_URL` (default the test server), `PG_BENCH_SECONDS` (3).
+//! Env: `EVENTUM_BENCH_POSTGRES_URL` (default the test server), `PG_BENCH_SECONDS` (3),
+//! `PG_BENCH_ONLY` (one case such as `64x100`, for profiling).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,8 +155,15 @@ async fn main() {
         "| case | raw rows/s | store events/s | store p50 µs | store p99 µs | raw p99 µs | ratio |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|");
+    let only = std::env::var("PG_BENCH_ONLY").ok();
     for batch in [1usize, 100] {
         for writers in [1usize, 16, 64] {
+            if only
+                .as_ref()
+                .is_some_and(|o| *o != format!("{writers}x{batch}"))
+            {
+                continue;
+            }
             // Baseline and store back to back, so both see the same machine noise.
             let raw = bench_raw(&url, writers, batch, seconds).await;
             let store = bench_store(&url, writers, batch, seconds).await;
