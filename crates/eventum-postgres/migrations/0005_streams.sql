@@ -2,7 +2,7 @@
 -- and the retention metadata from its `$${stream}` metadata stream. Appenders lock the row
 -- (`SELECT ... FOR UPDATE`) to check the expected version.
 CREATE TABLE streams (
-    name text PRIMARY KEY,
+    name text COLLATE "C" PRIMARY KEY,
     last_version bigint,
     deleted boolean NOT NULL DEFAULT false,
     max_count bigint,
