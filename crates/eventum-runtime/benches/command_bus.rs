@@ -113,11 +113,22 @@ where
 }
 
 fn main() {
-    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let callers: u64 = std::env::var("BENCH_CALLERS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
-    let base = std::env::var("BENCH_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let callers: u64 = std::env::var("BENCH_CALLERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let base = std::env::var("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| std::env::temp_dir());
     let dir = tempfile::tempdir_in(base).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async move {
         let duration = Duration::from_secs(seconds);
         let aggregates_per_caller = 100;
@@ -128,9 +139,13 @@ fn main() {
         let raw_figures = drive(callers, duration, move |caller, i| {
             let store = raw.clone();
             async move {
-                let stream = StreamName::new(format!("raw-{caller}-{}", i % aggregates_per_caller)).unwrap();
+                let stream =
+                    StreamName::new(format!("raw-{caller}-{}", i % aggregates_per_caller)).unwrap();
                 let event = NewEvent::new("Added", &serde_json::json!({"by": 1})).unwrap();
-                store.append(&stream, ExpectedVersion::Any, vec![event]).await.unwrap();
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![event])
+                    .await
+                    .unwrap();
             }
         })
         .await;
@@ -140,7 +155,10 @@ fn main() {
         let store: Arc<dyn EventStore> = store_log.clone();
         let bus = Arc::new(
             CommandBus::builder(BusConfig::default())
-                .aggregate(Repository::<Counter>::new(store.clone(), RepositoryConfig::default()))
+                .aggregate(Repository::<Counter>::new(
+                    store.clone(),
+                    RepositoryConfig::default(),
+                ))
                 .unwrap()
                 .build(),
         );
@@ -148,18 +166,41 @@ fn main() {
             let bus = bus.clone();
             async move {
                 let id = caller * aggregates_per_caller + i % aggregates_per_caller;
-                bus.dispatch(CounterCommand::Add { id, by: 1 }, CommandMeta::new()).await.unwrap();
+                bus.dispatch(CounterCommand::Add { id, by: 1 }, CommandMeta::new())
+                    .await
+                    .unwrap();
             }
         })
         .await;
         store_log.shutdown();
 
-        println!("machine: {} cores; callers: {callers}; {seconds} s per scenario; {} aggregates", 
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0), callers * aggregates_per_caller);
+        println!(
+            "machine: {} cores; callers: {callers}; {seconds} s per scenario; {} aggregates",
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(0),
+            callers * aggregates_per_caller
+        );
         println!("| scenario | per s | p50 µs | p99 µs | ratio |");
         println!("|---|---:|---:|---:|---:|");
-        println!("| raw append ×1, {callers} writers (baseline) | {:.0} | {} | {} | — |", raw_figures.per_s, raw_figures.p50_us, raw_figures.p99_us);
-        println!("| commands through the bus, {callers} callers | {:.0} | {} | {} | {:.2} |", bus_figures.per_s, bus_figures.p50_us, bus_figures.p99_us, bus_figures.per_s / raw_figures.per_s);
-        println!("target ≥ 50,000 commands/s: {}", if bus_figures.per_s >= 50_000.0 { "met" } else { "MISSED" });
+        println!(
+            "| raw append ×1, {callers} writers (baseline) | {:.0} | {} | {} | — |",
+            raw_figures.per_s, raw_figures.p50_us, raw_figures.p99_us
+        );
+        println!(
+            "| commands through the bus, {callers} callers | {:.0} | {} | {} | {:.2} |",
+            bus_figures.per_s,
+            bus_figures.p50_us,
+            bus_figures.p99_us,
+            bus_figures.per_s / raw_figures.per_s
+        );
+        println!(
+            "target ≥ 50,000 commands/s: {}",
+            if bus_figures.per_s >= 50_000.0 {
+                "met"
+            } else {
+                "MISSED"
+            }
+        );
     });
 }
