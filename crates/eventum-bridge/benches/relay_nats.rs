@@ -1,0 +1,207 @@
+//! Relay throughput to NATS JetStream with broker acknowledgements, against a same-run
+//! baseline: the same number of messages published straight to JetStream with
+//! async-nats, pipelined in the same window and every ack awaited (no store, no mapping).
+//! Usage: `cargo bench -p eventum-bridge --bench relay_nats -- [events] [batch]`
+//! (defaults 100000 and 512); NATS from `EVENTUM_TEST_NATS_URL` or localhost.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use bytes::Bytes;
+use eventum_bridge::{Message, NatsSink, NatsSinkConfig, Relay, RelayConfig, Sink, TopicMapping};
+use eventum_core::{EventStore, ExpectedVersion, NewEvent, StreamName};
+use eventum_log::{LogConfig, LogStore};
+
+fn arg(i: usize, default: usize) -> usize {
+    std::env::args()
+        .filter(|a| !a.starts_with('-'))
+        .nth(i)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+fn unique(tag: &str) -> String {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    format!("{tag}{}", &id[id.len() - 10..])
+}
+
+async fn fresh_stream(js: &jetstream::Context, prefix: &str) -> String {
+    let name = prefix.to_uppercase();
+    js.create_stream(jetstream::stream::Config {
+        name: name.clone(),
+        subjects: vec![format!("{prefix}.>")],
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .expect("create stream");
+    name
+}
+
+async fn baseline(js: &jetstream::Context, events: usize, batch: usize, body: &Bytes) -> f64 {
+    let prefix = unique("braw");
+    let stream = fresh_stream(js, &prefix).await;
+    let subject = format!("{prefix}.order-events");
+    let start = Instant::now();
+    let mut sent = 0;
+    while sent < events {
+        let n = batch.min(events - sent);
+        let mut acks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let publish = jetstream::message::PublishMessage::build()
+                .message_id(uuid::Uuid::now_v7().to_string())
+                .payload(body.clone());
+            acks.push(js.send_publish(subject.clone(), publish).await.unwrap());
+        }
+        for ack in acks {
+            ack.await.unwrap();
+        }
+        sent += n;
+    }
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    js.delete_stream(&stream).await.unwrap();
+    rate
+}
+
+async fn relay(
+    client: async_nats::Client,
+    store: Arc<dyn EventStore>,
+    events: usize,
+    batch: usize,
+) -> f64 {
+    let prefix = unique("brel");
+    let sink = Arc::new(NatsSink::from_client(
+        client,
+        NatsSinkConfig {
+            subject_prefix: prefix.clone(),
+            ..NatsSinkConfig::default()
+        },
+    ));
+    let stream = fresh_stream(sink.jetstream(), &prefix).await;
+    let start = Instant::now();
+    let handle = Relay::spawn(
+        store.clone(),
+        sink.clone(),
+        RelayConfig {
+            batch_events_max: batch,
+            ..RelayConfig::named(&prefix)
+        },
+    )
+    .unwrap();
+    let head = store.head_position().unwrap() + 1;
+    assert!(
+        handle
+            .wait_acknowledged(head, Duration::from_secs(600))
+            .await
+    );
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    handle.stop().await.unwrap();
+    let info = sink
+        .jetstream()
+        .get_stream(&stream)
+        .await
+        .unwrap()
+        .get_info()
+        .await
+        .unwrap();
+    assert_eq!(
+        info.state.messages as usize, events,
+        "every event arrived once"
+    );
+    sink.jetstream().delete_stream(&stream).await.unwrap();
+    rate
+}
+
+/// The sink alone: the relay's own messages (same headers and bodies), mapped before the
+/// clock starts, published batch by batch with every ack awaited.
+async fn sink_only(client: async_nats::Client, store: &Arc<dyn EventStore>, batch: usize) -> f64 {
+    let mut messages = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = store
+            .read_all(Some(from), eventum_core::ReadDirection::Forward, 1_000)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        from = last.position + 1;
+        messages.extend(
+            page.iter()
+                .filter(|e| !e.stream.starts_with('$'))
+                .map(|e| Message::from_event(e, TopicMapping::Category, "eventum")),
+        );
+    }
+    let prefix = unique("bsnk");
+    let sink = NatsSink::from_client(
+        client,
+        NatsSinkConfig {
+            subject_prefix: prefix.clone(),
+            ..NatsSinkConfig::default()
+        },
+    );
+    let stream = fresh_stream(sink.jetstream(), &prefix).await;
+    let start = Instant::now();
+    for chunk in messages.chunks(batch) {
+        sink.publish(chunk).await.unwrap();
+    }
+    let rate = messages.len() as f64 / start.elapsed().as_secs_f64();
+    sink.jetstream().delete_stream(&stream).await.unwrap();
+    rate
+}
+
+#[tokio::main]
+async fn main() {
+    let events = arg(1, 100_000);
+    let batch = arg(2, 512);
+    let url =
+        std::env::var("EVENTUM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let client = async_nats::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("NATS unreachable at {url}: {e}; start `nats-server -js`"));
+    let js = jetstream::ContextBuilder::new()
+        .max_ack_inflight(4_096)
+        .build(client.clone());
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+    let body = Bytes::from_static(br#"{"order":"o-1","total":1234,"items":3}"#);
+    let mut appended = 0;
+    while appended < events {
+        let n = 100.min(events - appended);
+        let batch: Vec<NewEvent> = (0..n)
+            .map(|_| NewEvent::from_json("OrderCreated", body.clone()).unwrap())
+            .collect();
+        let stream = StreamName::new(format!("order-{}", appended % 1_000)).unwrap();
+        store
+            .append(&stream, ExpectedVersion::Any, batch)
+            .await
+            .unwrap();
+        appended += n;
+    }
+
+    println!("relay to NATS JetStream: {events} events, batch {batch}, file storage, acks awaited");
+    println!("{:<38} {:>14} {:>8}", "run", "events/s", "ratio");
+    for round in 1..=2 {
+        let raw = baseline(&js, events, batch, &body).await;
+        let sink = sink_only(client.clone(), &store, batch).await;
+        let relayed = relay(client.clone(), store.clone(), events, batch).await;
+        println!(
+            "{:<38} {:>14.0} {:>8}",
+            format!("round {round}: raw JetStream publish"),
+            raw,
+            "1.00"
+        );
+        println!(
+            "{:<38} {:>14.0} {:>8.2}",
+            format!("round {round}: sink only (same msgs)"),
+            sink,
+            sink / raw
+        );
+        println!(
+            "{:<38} {:>14.0} {:>8.2}",
+            format!("round {round}: relay (store -> NATS)"),
+            relayed,
+            relayed / raw
+        );
+    }
+}
