@@ -17,6 +17,9 @@ use crate::error::SinkError;
 use crate::message::Message;
 use crate::sink::Sink;
 
+/// AMQP's limit on a routing key (a short string).
+pub const ROUTING_KEY_BYTES_MAX: usize = 255;
+
 /// Settings of a [`RabbitMqSink`].
 #[derive(Clone, Debug)]
 pub struct RabbitMqSinkConfig {
@@ -103,9 +106,19 @@ impl RabbitMqSink {
         })
     }
 
-    /// The routing key of `message`.
+    /// The routing key of `message`, cut to AMQP's 255-byte limit on a character
+    /// boundary (a longer key could never be sent, and the relay would retry it
+    /// forever; the full stream id is in the `ce_subject` header).
     pub fn routing_key(message: &Message) -> String {
-        format!("{}.{}", message.topic, message.key)
+        let mut key = format!("{}.{}", message.topic, message.key);
+        if key.len() > ROUTING_KEY_BYTES_MAX {
+            let mut end = ROUTING_KEY_BYTES_MAX;
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            key.truncate(end);
+        }
+        key
     }
 
     async fn publish_on(&self, channel: &Channel, batch: &[Message]) -> Result<(), SinkError> {
@@ -177,5 +190,27 @@ impl Sink for RabbitMqSink {
             *guard = None;
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_key_fits_amqp() {
+        let mut m = Message {
+            topic: "order-events".into(),
+            key: "order-42".into(),
+            id: uuid::Uuid::now_v7(),
+            position: 0,
+            headers: Vec::new(),
+            body: bytes::Bytes::new(),
+        };
+        assert_eq!(RabbitMqSink::routing_key(&m), "order-events.order-42");
+        m.key = "é".repeat(128);
+        let key = RabbitMqSink::routing_key(&m);
+        assert!(key.len() <= ROUTING_KEY_BYTES_MAX);
+        assert!(key.starts_with("order-events.é"));
     }
 }
