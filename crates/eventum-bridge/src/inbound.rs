@@ -213,6 +213,18 @@ pub struct InboundHandle {
 }
 
 impl InboundHandle {
+    pub(crate) fn new(
+        stop_tx: watch::Sender<bool>,
+        progress: watch::Receiver<InboundProgress>,
+        task: JoinHandle<Result<(), InboundError>>,
+    ) -> Self {
+        Self {
+            stop_tx,
+            progress,
+            task,
+        }
+    }
+
     pub fn progress(&self) -> watch::Receiver<InboundProgress> {
         self.progress.clone()
     }

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod inbound;
+pub mod inbound_amqp;
 pub mod memory;
 pub mod message;
 pub mod nats;
@@ -23,6 +24,7 @@ pub use inbound::{
     HandlerError, InboundError, InboundHandle, InboundMessage, InboundProgress, NatsInbound,
     NatsInboundConfig,
 };
+pub use inbound_amqp::{AmqpInbound, AmqpInboundConfig};
 pub use memory::MemorySink;
 pub use message::{Message, header, kebab_case};
 pub use nats::{NatsSink, NatsSinkConfig};
