@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventum_bridge::{NatsSink, NatsSinkConfig, Relay, RelayConfig, RelayState, header};
 
@@ -18,42 +17,19 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(port: u16, store_dir: &Path) -> Server {
-    let child = Command::new("nats-server")
-        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
-        .arg(store_dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run nats-server: {e}; install it with `apt-get install nats-server`")
-        });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "nats-server did not come up on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server(child)
+fn start_server(port: u16, store_dir: &Path) -> BrokerProcess {
+    let port_text = port.to_string();
+    let args: Vec<OsString> = ["-a", "127.0.0.1", "-p", &port_text, "-js", "-sd"]
+        .iter()
+        .map(OsString::from)
+        .chain([store_dir.as_os_str().to_owned()])
+        .collect();
+    BrokerProcess::start("nats-server", &args, port, "apt-get install nats-server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_rides_out_a_broker_outage() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let jetstream_dir = tempfile::tempdir().unwrap();
     let server = start_server(port, jetstream_dir.path());
     let url = format!("nats://127.0.0.1:{port}");

@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::net::TcpListener;
+use std::ffi::OsString;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use eventum_bridge::{RedisSink, RedisSinkConfig, Relay, RelayConfig, RelayState, header};
 
@@ -18,51 +17,31 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-struct Server(Child);
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_server(port: u16, dir: &Path) -> Server {
-    let child = Command::new("redis-server")
-        .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ])
-        .arg("--dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run redis-server: {e}; install it with `apt-get install redis-server`")
-        });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "redis-server did not come up on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Server(child)
+fn start_server(port: u16, dir: &Path) -> BrokerProcess {
+    let port_text = port.to_string();
+    let args: Vec<OsString> = [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port_text,
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--save",
+        "",
+        "--dir",
+    ]
+    .iter()
+    .map(OsString::from)
+    .chain([dir.as_os_str().to_owned()])
+    .collect();
+    BrokerProcess::start("redis-server", &args, port, "apt-get install redis-server")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_rides_out_a_redis_outage() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let redis_dir = tempfile::tempdir().unwrap();
     let server = start_server(port, redis_dir.path());
     let url = format!("redis://127.0.0.1:{port}");

@@ -72,3 +72,44 @@ pub async fn append_events(store: &Arc<dyn EventStore>, n: usize) -> Vec<EventId
 pub fn head_next(store: &Arc<dyn EventStore>) -> u64 {
     store.head_position().map_or(0, |p| p + 1)
 }
+
+/// A broker process the test owns (for outage tests): killed when dropped.
+pub struct BrokerProcess(std::process::Child);
+
+impl BrokerProcess {
+    /// Starts `program` with `args` and waits until it listens on 127.0.0.1:`port`;
+    /// `install` says how to get the program when it is missing.
+    pub fn start(program: &str, args: &[std::ffi::OsString], port: u16, install: &str) -> Self {
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}; install it with `{install}`"));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program} did not come up on {port}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        BrokerProcess(child)
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}
