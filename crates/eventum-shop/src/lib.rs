@@ -2,9 +2,11 @@
 //! orders, payments, notifications) as aggregates, the order flow as an orchestrated saga
 //! or as choreography, read models, and the HTTP/WebSocket API with JWT auth.
 
+pub mod accounts;
 pub mod audit;
 pub mod auth;
 pub mod batcher;
+pub mod checkout;
 pub mod choreography;
 pub mod config;
 pub mod error;
@@ -19,6 +21,7 @@ pub mod products;
 pub mod reservations;
 pub mod saga;
 pub mod service;
+pub mod services;
 pub mod users;
 pub mod views;
 

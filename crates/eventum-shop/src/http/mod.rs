@@ -5,7 +5,7 @@
 
 mod auth_http;
 mod catalog_http;
-mod orders_http;
+pub(crate) mod orders_http;
 mod ws;
 
 use axum::Json;

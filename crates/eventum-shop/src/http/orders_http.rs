@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::ops::OrderRequest;
 use crate::service::Shop;
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<Uuid>, ApiError> {
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(v) => v
