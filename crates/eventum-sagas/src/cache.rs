@@ -25,10 +25,6 @@ impl<S> InstanceCache<S> {
         self.entries.remove(key).map(|(_, i)| i)
     }
 
-    pub fn contains(&self, key: &str) -> bool {
-        self.entries.contains_key(key)
-    }
-
     pub fn put(&mut self, instance: Instance<S>) {
         if self.entries.len() >= self.capacity && !self.entries.contains_key(&instance.key) {
             // A linear scan: the cache is small and eviction happens only when it is full.

@@ -1,8 +1,9 @@
 //! Choreography: reactors turn events into commands with no instance state. The runner
-//! follows the reactor's source from a durable checkpoint; each command's id is derived
-//! from the reactor's name, the event id and the command's index, so an event delivered
-//! again (after a crash, before the checkpoint moved) sends the same ids and the bus runs
-//! them once.
+//! follows the reactor's source from a durable checkpoint, reacting to the events of
+//! different streams concurrently and to one stream's events in order; each command's id
+//! is derived from the reactor's name, the event id and the command's index, so an event
+//! delivered again (after a crash, before the checkpoint moved) sends the same ids and
+//! the bus runs them once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::ReactorConfig;
 use crate::dispatch::{RetryPolicy, send_with_retries};
 use crate::error::{RunError, StartError};
+use crate::pipeline::{Finished, Pipeline};
 use crate::records::{self, derived_id};
 use crate::saga::CommandSpec;
 
@@ -199,66 +201,131 @@ async fn run<R: Reactor>(
     let period = Duration::from_millis(config.checkpoint_interval_ms.max(1));
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let policy = RetryPolicy {
-        retries_max: config.send_retries_max,
-        delay_ms: config.send_retry_delay_ms,
-        delay_ms_max: config.send_retry_delay_ms_max,
-    };
-    let mut next_position = from;
+    let cx = Arc::new(ReactionContext {
+        sender,
+        reactor,
+        stats,
+        commands_per_event_max: config.commands_per_event_max,
+        policy: RetryPolicy {
+            retries_max: config.send_retries_max,
+            delay_ms: config.send_retry_delay_ms,
+            delay_ms_max: config.send_retry_delay_ms_max,
+        },
+    });
+    // Events of one source stream react in order; different streams concurrently.
+    let mut pipeline: Pipeline<RecordedEvent, Result<(), RunError>> = Pipeline::new(
+        from,
+        config.streams_in_flight_max,
+        config.events_in_flight_max,
+    );
+    let mut saved = from;
     let mut unsaved = 0u64;
-    loop {
-        let event = tokio::select! {
+    let result = loop {
+        let room = pipeline.has_room();
+        tokio::select! {
             biased;
-            _ = stop.changed() => break,
-            item = subscription.next() => match item {
-                Some(Ok(event)) => event,
-                Some(Err(e)) => return Err(RunError::Subscription(e)),
-                None => return Err(RunError::SubscriptionEnded),
-            },
+            _ = stop.changed() => break Ok(()),
+            finished = pipeline.next_finished() => {
+                let Finished { key, position, output } = match finished {
+                    Ok(f) => f,
+                    Err(e) => break Err(RunError::Aborted(e.to_string())),
+                };
+                if let Err(e) = output {
+                    break Err(e);
+                }
+                if let Some((position, event)) = pipeline.finish(&key, position) {
+                    pipeline.start(key, position, react(cx.clone(), event));
+                }
+                unsaved += 1;
+            }
+            item = subscription.next(), if room => {
+                let event = match item {
+                    Some(Ok(event)) => event,
+                    Some(Err(e)) => break Err(RunError::Subscription(e)),
+                    None => break Err(RunError::SubscriptionEnded),
+                };
+                if event.stream.starts_with('$') {
+                    cx.stats.events_handled.fetch_add(1, Ordering::Relaxed);
+                    pipeline.skip(event.position);
+                    unsaved += 1;
+                } else {
+                    let key = event.stream.clone();
+                    let position = event.position;
+                    if let Some(event) = pipeline.submit(&key, Some(position), event) {
+                        pipeline.start(key, Some(position), react(cx.clone(), event));
+                    }
+                }
+            }
             _ = tick.tick() => {
-                if unsaved > 0 {
-                    checkpoint.save(next_position).await?;
+                let position = pipeline.checkpoint_position();
+                if position != saved {
+                    checkpoint.save(position).await?;
+                    saved = position;
                     unsaved = 0;
                 }
                 continue;
             }
         };
-        if !event.stream.starts_with('$') {
-            let specs = reactor.react(&event);
-            if specs.len() > config.commands_per_event_max {
-                tracing::error!(event_id = %event.id, commands = specs.len(), "reaction exceeds commands_per_event_max; event skipped");
-            } else {
-                for (i, spec) in specs.into_iter().enumerate() {
-                    let command = reaction_command(reactor.name(), &event, i, spec);
-                    match send_with_retries(sender.as_ref(), &command, policy).await {
-                        None => {
-                            stats.commands_sent.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Some(r) if r.code == "failed" => {
-                            // Stop before the checkpoint passes the event: a restart
-                            // retries it with the same command ids.
-                            checkpoint.save(next_position).await?;
-                            return Err(RunError::SendFailed {
-                                command_id: r.command_id,
-                                command_type: r.command_type,
-                                message: r.message,
-                            });
-                        }
-                        Some(r) => {
-                            stats.commands_rejected.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(command_id = %r.command_id, code = %r.code, message = %r.message, "reaction refused");
-                        }
-                    }
+        if unsaved >= config.checkpoint_every_events {
+            let position = pipeline.checkpoint_position();
+            checkpoint.save(position).await?;
+            saved = position;
+            unsaved = 0;
+        }
+    };
+    // Let the reactions in hand end; a failed one stays behind the checkpoint, so a
+    // restart retries it with the same command ids.
+    let mut result = result;
+    for finished in pipeline.drain().await {
+        match finished {
+            Ok(Finished { output: Err(e), .. }) if result.is_ok() => result = Err(e),
+            Err(e) if result.is_ok() => result = Err(RunError::Aborted(e.to_string())),
+            _ => {}
+        }
+    }
+    checkpoint.save(pipeline.checkpoint_position()).await?;
+    result
+}
+
+/// What every reaction task of one runner shares.
+struct ReactionContext<R> {
+    sender: Arc<dyn CommandSender>,
+    reactor: R,
+    stats: Arc<ReactorStats>,
+    commands_per_event_max: usize,
+    policy: RetryPolicy,
+}
+
+/// Sends the commands `event` calls for, in order. A command that keeps failing
+/// technically fails the reaction (and the runner); a refused one is counted and logged.
+async fn react<R: Reactor>(
+    cx: Arc<ReactionContext<R>>,
+    event: RecordedEvent,
+) -> Result<(), RunError> {
+    let specs = cx.reactor.react(&event);
+    if specs.len() > cx.commands_per_event_max {
+        tracing::error!(event_id = %event.id, commands = specs.len(), "reaction exceeds commands_per_event_max; event skipped");
+    } else {
+        for (i, spec) in specs.into_iter().enumerate() {
+            let command = reaction_command(cx.reactor.name(), &event, i, spec);
+            match send_with_retries(cx.sender.as_ref(), &command, cx.policy).await {
+                None => {
+                    cx.stats.commands_sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(r) if r.code == "failed" => {
+                    return Err(RunError::SendFailed {
+                        command_id: r.command_id,
+                        command_type: r.command_type,
+                        message: r.message,
+                    });
+                }
+                Some(r) => {
+                    cx.stats.commands_rejected.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(command_id = %r.command_id, code = %r.code, message = %r.message, "reaction refused");
                 }
             }
         }
-        stats.events_handled.fetch_add(1, Ordering::Relaxed);
-        next_position = event.position + 1;
-        unsaved += 1;
-        if unsaved >= config.checkpoint_every_events {
-            checkpoint.save(next_position).await?;
-            unsaved = 0;
-        }
     }
-    checkpoint.save(next_position).await
+    cx.stats.events_handled.fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }

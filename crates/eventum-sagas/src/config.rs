@@ -9,6 +9,12 @@ pub struct SagaConfig {
     /// Instances kept in memory; the least recently used is dropped beyond this and
     /// reloaded from its stream when needed. Default 1024.
     pub cache_instances_max: usize,
+    /// Instances worked on at the same time, each by its own task (one instance's work
+    /// always runs in order). 1 handles one event at a time. Default 256.
+    pub instances_in_flight_max: usize,
+    /// Events received and not yet finished (running or queued behind their instance);
+    /// the runner stops reading its source at this bound. Default 8192.
+    pub events_in_flight_max: usize,
     /// Pending deadlines kept in the in-memory timer heap; the latest-due ones beyond this
     /// stay only in the deadline stream and are reloaded when the heap drains. Default 10 000.
     pub deadlines_in_memory_max: usize,
@@ -42,6 +48,8 @@ impl Default for SagaConfig {
     fn default() -> Self {
         Self {
             cache_instances_max: 1024,
+            instances_in_flight_max: 256,
+            events_in_flight_max: 8192,
             deadlines_in_memory_max: 10_000,
             send_retries_max: 5,
             send_retry_delay_ms: 20,
@@ -62,6 +70,11 @@ impl SagaConfig {
     pub fn check(&self) -> Result<(), StartError> {
         let positive = [
             ("cache_instances_max", self.cache_instances_max as u64),
+            (
+                "instances_in_flight_max",
+                self.instances_in_flight_max as u64,
+            ),
+            ("events_in_flight_max", self.events_in_flight_max as u64),
             (
                 "deadlines_in_memory_max",
                 self.deadlines_in_memory_max as u64,
@@ -98,6 +111,12 @@ pub struct ReactorConfig {
     /// Commands one event may produce; more is a bug in the reactor and is refused.
     /// Default 64.
     pub commands_per_event_max: usize,
+    /// Source streams reacted to at the same time, each by its own task (one stream's
+    /// events always in order). 1 reacts to one event at a time. Default 256.
+    pub streams_in_flight_max: usize,
+    /// Events received and not yet reacted to; the runner stops reading its source at
+    /// this bound. Default 8192.
+    pub events_in_flight_max: usize,
 }
 
 impl Default for ReactorConfig {
@@ -109,15 +128,23 @@ impl Default for ReactorConfig {
             checkpoint_every_events: 100,
             checkpoint_interval_ms: 1000,
             commands_per_event_max: 64,
+            streams_in_flight_max: 256,
+            events_in_flight_max: 8192,
         }
     }
 }
 
 impl ReactorConfig {
     pub fn check(&self) -> Result<(), StartError> {
-        if self.checkpoint_every_events == 0 || self.commands_per_event_max == 0 {
+        if self.checkpoint_every_events == 0
+            || self.commands_per_event_max == 0
+            || self.streams_in_flight_max == 0
+            || self.events_in_flight_max == 0
+        {
             return Err(StartError::Config(
-                "checkpoint_every_events and commands_per_event_max must be at least 1".into(),
+                "checkpoint_every_events, commands_per_event_max, streams_in_flight_max and \
+                 events_in_flight_max must be at least 1"
+                    .into(),
             ));
         }
         Ok(())

@@ -4,7 +4,7 @@
 //! exact-version append makes a second firing impossible.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use eventum_core::{EventStore, ExpectedVersion, ReadDirection, ReadError, StreamName};
 use uuid::Uuid;
@@ -12,12 +12,19 @@ use uuid::Uuid;
 use crate::error::RunError;
 use crate::records::{BookRecord, DeadlineEntry};
 
-/// Pending deadlines, earliest first, at most `capacity` in memory.
+/// Pending deadlines, earliest first, at most `capacity` in memory. Shared by the
+/// runner's concurrent instance tasks: records are appended outside the lock (the book's
+/// appends are independent and idempotent), only the in-memory timers are behind it.
 pub struct DeadlineBook {
     store: Arc<dyn EventStore>,
     stream: StreamName,
     capacity: usize,
     read_batch_events: usize,
+    timers: Mutex<Timers>,
+}
+
+#[derive(Default)]
+struct Timers {
     timers: BTreeSet<(i64, Uuid)>,
     entries: HashMap<Uuid, DeadlineEntry>,
     /// Some pending deadlines were left out of memory; reload when the timers drain.
@@ -36,15 +43,19 @@ impl DeadlineBook {
             stream,
             capacity,
             read_batch_events,
-            timers: BTreeSet::new(),
-            entries: HashMap::new(),
-            overflowed: false,
+            timers: Mutex::new(Timers::default()),
         }
     }
 
+    fn lock(&self) -> MutexGuard<'_, Timers> {
+        // Nothing panics while holding the lock; a poisoned one still holds valid timers.
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Folds the whole book: pending = scheduled − fired − cancelled; keeps the earliest
-    /// `capacity` of them.
-    pub async fn load(&mut self) -> Result<(), ReadError> {
+    /// `capacity` of them. Call it only while no instance task runs: it replaces what
+    /// concurrent schedules put in memory.
+    pub async fn load(&self) -> Result<(), ReadError> {
         let mut pending: HashMap<Uuid, DeadlineEntry> = HashMap::new();
         let mut from = 0;
         loop {
@@ -82,20 +93,82 @@ impl DeadlineBook {
                 break;
             }
         }
-        self.timers.clear();
-        self.entries.clear();
-        self.overflowed = false;
+        let mut timers = self.lock();
+        *timers = Timers::default();
         for entry in pending.into_values() {
-            self.insert(entry);
+            timers.insert(entry, self.capacity);
         }
         Ok(())
     }
 
-    fn insert(&mut self, entry: DeadlineEntry) {
+    async fn record(&self, record: BookRecord) -> Result<(), RunError> {
+        // Any: the book has one writer per saga at a time, and its records carry
+        // deterministic ids, so a retried write is recognised, and a repeated record folds
+        // to the same result anyway.
+        self.store
+            .append(&self.stream, ExpectedVersion::Any, vec![record.to_event()])
+            .await?;
+        Ok(())
+    }
+
+    pub async fn schedule(&self, entry: DeadlineEntry) -> Result<(), RunError> {
+        self.record(BookRecord::Scheduled {
+            deadline: entry.clone(),
+        })
+        .await?;
+        self.lock().insert(entry, self.capacity);
+        Ok(())
+    }
+
+    pub async fn fired(&self, deadline_id: Uuid) -> Result<(), RunError> {
+        self.record(BookRecord::Fired { deadline_id }).await?;
+        self.lock().remove(deadline_id);
+        Ok(())
+    }
+
+    pub async fn cancelled(&self, deadline_id: Uuid) -> Result<(), RunError> {
+        self.record(BookRecord::Cancelled { deadline_id }).await?;
+        self.lock().remove(deadline_id);
+        Ok(())
+    }
+
+    /// When the earliest pending deadline is due.
+    pub fn next_due_ms(&self) -> Option<i64> {
+        self.lock().timers.first().map(|(due, _)| *due)
+    }
+
+    /// The earliest deadline due at `now_ms`, if any.
+    pub fn due(&self, now_ms: i64) -> Option<DeadlineEntry> {
+        let timers = self.lock();
+        let (due, id) = timers.timers.first()?;
+        (*due <= now_ms).then(|| timers.entries[id].clone())
+    }
+
+    /// Reloads from the stream when deadlines were left out of memory and the timers ran
+    /// dry. Like [`Self::load`], only while no instance task runs.
+    pub async fn refill_if_needed(&self) -> Result<(), ReadError> {
+        let needed = {
+            let timers = self.lock();
+            timers.overflowed && timers.timers.is_empty()
+        };
+        if needed {
+            self.load().await?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn pending_in_memory(&self) -> usize {
+        self.lock().timers.len()
+    }
+}
+
+impl Timers {
+    fn insert(&mut self, entry: DeadlineEntry, capacity: usize) {
         if self.entries.contains_key(&entry.deadline_id) {
             return;
         }
-        if self.timers.len() >= self.capacity {
+        if self.timers.len() >= capacity {
             self.overflowed = true;
             let latest = *self.timers.last().expect("capacity is at least 1");
             if latest.0 <= entry.due_at_ms {
@@ -112,61 +185,6 @@ impl DeadlineBook {
         if let Some(entry) = self.entries.remove(&id) {
             self.timers.remove(&(entry.due_at_ms, id));
         }
-    }
-
-    async fn record(&self, record: BookRecord) -> Result<(), RunError> {
-        // Any: the book has one writer per saga at a time, and its records carry
-        // deterministic ids, so a retried write is recognised, and a repeated record folds
-        // to the same result anyway.
-        self.store
-            .append(&self.stream, ExpectedVersion::Any, vec![record.to_event()])
-            .await?;
-        Ok(())
-    }
-
-    pub async fn schedule(&mut self, entry: DeadlineEntry) -> Result<(), RunError> {
-        self.record(BookRecord::Scheduled {
-            deadline: entry.clone(),
-        })
-        .await?;
-        self.insert(entry);
-        Ok(())
-    }
-
-    pub async fn fired(&mut self, deadline_id: Uuid) -> Result<(), RunError> {
-        self.record(BookRecord::Fired { deadline_id }).await?;
-        self.remove(deadline_id);
-        Ok(())
-    }
-
-    pub async fn cancelled(&mut self, deadline_id: Uuid) -> Result<(), RunError> {
-        self.record(BookRecord::Cancelled { deadline_id }).await?;
-        self.remove(deadline_id);
-        Ok(())
-    }
-
-    /// When the earliest pending deadline is due.
-    pub fn next_due_ms(&self) -> Option<i64> {
-        self.timers.first().map(|(due, _)| *due)
-    }
-
-    /// The earliest deadline due at `now_ms`, if any.
-    pub fn due(&self, now_ms: i64) -> Option<DeadlineEntry> {
-        let (due, id) = self.timers.first()?;
-        (*due <= now_ms).then(|| self.entries[id].clone())
-    }
-
-    /// Reloads from the stream when deadlines were left out of memory and the timers ran dry.
-    pub async fn refill_if_needed(&mut self) -> Result<(), ReadError> {
-        if self.overflowed && self.timers.is_empty() {
-            self.load().await?;
-        }
-        Ok(())
-    }
-
-    #[cfg(test)]
-    pub fn pending_in_memory(&self) -> usize {
-        self.timers.len()
     }
 }
 
@@ -190,7 +208,7 @@ mod tests {
     async fn book_survives_reload_and_stays_bounded() {
         let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
         let stream = StreamName::system("$saga-deadlines-t").unwrap();
-        let mut book = DeadlineBook::new(store.clone(), stream.clone(), 2, 2);
+        let book = DeadlineBook::new(store.clone(), stream.clone(), 2, 2);
         let (a, b, c) = (entry(30), entry(10), entry(20));
         book.schedule(a.clone()).await.unwrap();
         book.schedule(b.clone()).await.unwrap();
@@ -205,7 +223,7 @@ mod tests {
         book.refill_if_needed().await.unwrap();
         assert_eq!(book.due(100).unwrap().deadline_id, a.deadline_id);
 
-        let mut reopened = DeadlineBook::new(store, stream, 10, 2);
+        let reopened = DeadlineBook::new(store, stream, 10, 2);
         reopened.load().await.unwrap();
         assert_eq!(reopened.pending_in_memory(), 1);
         assert_eq!(reopened.next_due_ms(), Some(30));

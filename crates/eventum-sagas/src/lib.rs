@@ -19,10 +19,12 @@ mod dispatch;
 pub mod error;
 pub mod instance;
 pub mod orchestrator;
+mod pipeline;
 pub mod records;
 pub mod runner;
 pub mod saga;
 pub mod status;
+mod step;
 pub mod testing;
 
 pub use choreography::{Choreography, Reactor, ReactorHandle, ReactorRunner, ReactorStats};

@@ -5,7 +5,7 @@
 //! is confirmed orders/s over baseline appends/s (an order costs about a dozen appends).
 //!
 //! Run: `cargo bench -p eventum-shop --bench shop_flow` (env `SHOP_BENCH_ORDERS`, default
-//! 10,000; `SHOP_BENCH_CLIENTS`, default 64; `SHOP_BENCH_PARTITIONS`, default 8).
+//! 10,000; `SHOP_BENCH_CLIENTS`, default 64; `SHOP_BENCH_PARTITIONS`, default 1).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,7 +205,7 @@ async fn main() {
     let clients = env("SHOP_BENCH_CLIENTS", 64).max(1);
     // Every client places the same number.
     let orders = (env("SHOP_BENCH_ORDERS", 10_000) / clients).max(1) * clients;
-    let partitions = env("SHOP_BENCH_PARTITIONS", 8) as u32;
+    let partitions = env("SHOP_BENCH_PARTITIONS", 1) as u32;
     let dir = tempfile::tempdir_in(std::env::var("SHOP_BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("tempdir");
     eprintln!("baseline…");

@@ -79,7 +79,10 @@ pub struct ShopConfig {
     pub hashing: HashingConfig,
     pub provider: ProviderConfig,
     pub flow: FlowStyle,
-    /// Runners per flow service (saga partitions or reactor partitions). Default 8.
+    /// Runners per flow service (saga partitions or reactor partitions). Each runner
+    /// already works on many orders at once (`eventum_sagas::SagaConfig::
+    /// instances_in_flight_max`), so more partitions only add subscriptions; they exist
+    /// to spread the flow over several processes. Default 1.
     pub flow_partitions: u32,
     /// Events a flow runner handles between two checkpoint writes (also written every
     /// second). Every runner follows `$all`, so a small value multiplies writes; a crash
@@ -116,7 +119,7 @@ impl ShopConfig {
             hashing: HashingConfig::default(),
             provider: ProviderConfig::default(),
             flow: FlowStyle::default(),
-            flow_partitions: 8,
+            flow_partitions: 1,
             flow_checkpoint_every_events: 10_000,
             stock_batching: BatcherConfig::default(),
             demo_catalog: true,

@@ -18,8 +18,9 @@ pub struct ShopServeArgs {
     /// How the order flow is coordinated: orchestrated (a saga) or choreography.
     #[arg(long, env = "EVENTUM_SHOP_FLOW", default_value = "orchestrated")]
     pub shop_flow: FlowStyle,
-    /// Runners per flow service; keep it fixed for a data directory.
-    #[arg(long, default_value_t = 8)]
+    /// Runners per flow service (each works on many orders at once); keep it fixed for a
+    /// data directory.
+    #[arg(long, default_value_t = 1)]
     pub shop_partitions: u32,
     /// HS256 secret of the shop's JWTs (≥ 32 bytes). Default: a random secret kept in
     /// `<data>/shop/jwt-secret`.

@@ -6,7 +6,7 @@
 // Each test binary uses a different subset.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -330,4 +330,30 @@ pub fn count_types(records: &[InstanceRecord]) -> HashMap<&'static str, usize> {
         *m.entry(r.type_name()).or_default() += 1;
     }
     m
+}
+
+/// Checks that every trigger of `key` was recorded once, with consecutive step numbers.
+pub fn assert_steps_once(key: &str, records: &[InstanceRecord]) {
+    let mut ids = HashSet::new();
+    let mut steps = Vec::new();
+    for r in records {
+        let (step, id) = match r {
+            InstanceRecord::EventHandled { step, event_id, .. } => (*step, *event_id),
+            InstanceRecord::DeadlineFired {
+                step, deadline_id, ..
+            } => (*step, *deadline_id),
+            InstanceRecord::CommandRejected {
+                step, command_id, ..
+            } => (*step, *command_id),
+            _ => continue,
+        };
+        assert!(ids.insert(id), "{key}: trigger {id} recorded twice");
+        steps.push(step);
+    }
+    assert_eq!(steps, (0..steps.len() as u64).collect::<Vec<_>>(), "{key}");
+    let started = records
+        .iter()
+        .filter(|r| matches!(r, InstanceRecord::SagaStarted { .. }))
+        .count();
+    assert_eq!(started, 1, "{key}");
 }
