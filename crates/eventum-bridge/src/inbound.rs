@@ -4,17 +4,21 @@
 //! the commit are the messages acknowledged. A redelivered or re-published message
 //! whose id the inbox holds is acknowledged and dropped without calling the handler.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::AckPolicy, consumer::pull};
 use bytes::Bytes;
 use eventum_core::{ErrorCode, EventId};
-use eventum_projections::{ReadModelStore, StoreTx, TxError};
+use eventum_projections::{ReadModelStore, TxError};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::ConfigError;
+use crate::inbound_target::{
+    Delivered, HandlerTarget, InboundHandler, InboundTarget, check_consumer_name,
+};
 use crate::message::header;
 
 /// One broker message as the handler sees it.
@@ -54,8 +58,12 @@ pub enum HandlerError {
 pub enum InboundError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("JetStream: {0}")]
+    /// The broker failed in a way the consumer does not recover from by itself.
+    #[error("{0}")]
     Broker(String),
+    /// A batch failed `attempts` times in a row (the consumer's retry bound).
+    #[error("gave up on a batch after {attempts} failed attempts: {last}")]
+    RetriesExhausted { attempts: u32, last: String },
     #[error("the inbound task panicked")]
     Panicked,
 }
@@ -65,6 +73,7 @@ impl InboundError {
         match self {
             InboundError::Config(e) => e.code(),
             InboundError::Broker(_) => ErrorCode::Unavailable,
+            InboundError::RetriesExhausted { .. } => ErrorCode::StorageFailed,
             InboundError::Panicked => ErrorCode::StorageFailed,
         }
     }
@@ -109,15 +118,7 @@ impl NatsInboundConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = !self.consumer.is_empty()
-            && self.consumer.len() <= 64
-            && self
-                .consumer
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(ConfigError::BadName(self.consumer.clone()));
-        }
+        check_consumer_name(&self.consumer)?;
         for (field, zero) in [
             ("stream", self.stream.is_empty()),
             ("filter_subject", self.filter_subject.is_empty()),
@@ -142,32 +143,53 @@ pub struct InboundProgress {
     pub duplicates_total: u64,
     /// Messages without a usable id, acknowledged and dropped.
     pub unidentified_total: u64,
+    /// Messages refused for good (a rejected command), acknowledged and dropped.
+    pub rejected_total: u64,
     /// Failed fetches and rolled-back batches.
     pub failures_total: u64,
+}
+
+impl InboundProgress {
+    /// Adds one acknowledged batch.
+    pub(crate) fn add(&mut self, delivered: Delivered, unidentified: u64) {
+        self.handled_total += delivered.handled;
+        self.duplicates_total += delivered.duplicates;
+        self.rejected_total += delivered.rejected;
+        self.unidentified_total += unidentified;
+    }
+
+    /// Messages the consumer is done with: handled, duplicate, rejected or unidentified.
+    pub fn seen_total(&self) -> u64 {
+        self.handled_total + self.duplicates_total + self.rejected_total + self.unidentified_total
+    }
 }
 
 /// Starts inbound consumers.
 pub struct NatsInbound;
 
-type Handler = dyn Fn(&mut StoreTx<'_>, &InboundMessage) -> Result<(), HandlerError> + Send + Sync;
-
 impl NatsInbound {
     /// Creates (or reuses) the durable pull consumer and starts consuming into
-    /// `handler`, which runs inside the read-model transaction that records the inbox.
-    pub async fn spawn<H>(
+    /// `handler`, which runs inside the read-model transaction that records the inbox
+    /// (under the consumer's name).
+    pub async fn spawn(
         jetstream: jetstream::Context,
         read_models: ReadModelStore,
         config: NatsInboundConfig,
-        handler: H,
-    ) -> Result<InboundHandle, InboundError>
-    where
-        H: Fn(&mut StoreTx<'_>, &InboundMessage) -> Result<(), HandlerError>
-            + Send
-            + Sync
-            + 'static,
-    {
+        handler: impl InboundHandler,
+    ) -> Result<InboundHandle, InboundError> {
+        let target = HandlerTarget::new(read_models, &config.consumer, handler);
+        Self::spawn_into(jetstream, config, Arc::new(target)).await
+    }
+
+    /// Creates (or reuses) the durable pull consumer and starts consuming into `target`
+    /// (a handler, or a command bus).
+    pub async fn spawn_into(
+        jetstream: jetstream::Context,
+        config: NatsInboundConfig,
+        target: Arc<dyn InboundTarget>,
+    ) -> Result<InboundHandle, InboundError> {
         config.validate()?;
-        let broker = |e: &dyn std::fmt::Display| InboundError::Broker(e.to_string());
+        let broker = |e: &dyn std::fmt::Display| InboundError::Broker(format!("JetStream: {e}"));
         let stream = jetstream
             .get_stream(&config.stream)
             .await
@@ -188,15 +210,7 @@ impl NatsInbound {
             .map_err(|e| broker(&e))?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (progress_tx, progress_rx) = watch::channel(InboundProgress::default());
-        let handler: std::sync::Arc<Handler> = std::sync::Arc::new(handler);
-        let task = tokio::spawn(consume(
-            consumer,
-            read_models,
-            config,
-            handler,
-            stop_rx,
-            progress_tx,
-        ));
+        let task = tokio::spawn(consume(consumer, config, target, stop_rx, progress_tx));
         Ok(InboundHandle {
             stop_tx,
             progress: progress_rx,
@@ -266,17 +280,10 @@ fn to_inbound(message: &async_nats::jetstream::Message) -> Option<InboundMessage
     })
 }
 
-#[derive(Default)]
-struct BatchOutcome {
-    handled: u64,
-    duplicates: u64,
-}
-
 async fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
-    read_models: ReadModelStore,
     config: NatsInboundConfig,
-    handler: std::sync::Arc<Handler>,
+    target: Arc<dyn InboundTarget>,
     mut stop: watch::Receiver<bool>,
     progress: watch::Sender<InboundProgress>,
 ) -> Result<(), InboundError> {
@@ -301,32 +308,10 @@ async fn consume(
         if messages.is_empty() {
             continue;
         }
-        let mut unidentified = 0u64;
-        let mut inbound = Vec::with_capacity(messages.len());
-        for m in &messages {
-            match to_inbound(m) {
-                Some(i) => inbound.push(i),
-                None => unidentified += 1,
-            }
-        }
-        let consumer_name = config.consumer.clone();
-        let batch_handler = handler.clone();
-        let outcome = read_models
-            .transaction_async(move |tx| -> Result<BatchOutcome, HandlerError> {
-                let mut outcome = BatchOutcome::default();
-                for message in &inbound {
-                    if tx.inbox_check_and_record(&consumer_name, message.id)? {
-                        batch_handler(tx, message)?;
-                        outcome.handled += 1;
-                    } else {
-                        outcome.duplicates += 1;
-                    }
-                }
-                Ok(outcome)
-            })
-            .await;
-        match outcome {
-            Ok(outcome) => {
+        let inbound: Vec<InboundMessage> = messages.iter().filter_map(to_inbound).collect();
+        let unidentified = (messages.len() - inbound.len()) as u64;
+        match target.deliver(inbound).await {
+            Ok(delivered) => {
                 // Acknowledge only after the commit: a lost ack means a redelivery, which
                 // the inbox then drops.
                 for m in &messages {
@@ -334,11 +319,7 @@ async fn consume(
                         tracing::warn!(consumer = %config.consumer, error = %e, "ack failed; the message will be redelivered and dropped by the inbox");
                     }
                 }
-                progress.send_modify(|p| {
-                    p.handled_total += outcome.handled;
-                    p.duplicates_total += outcome.duplicates;
-                    p.unidentified_total += unidentified;
-                });
+                progress.send_modify(|p| p.add(delivered, unidentified));
             }
             Err(e) => {
                 // Nothing committed, nothing acknowledged: JetStream redelivers after

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventum_core::EventId;
-use eventum_projections::{ReadModelStore, StoreTx};
+use eventum_projections::ReadModelStore;
 use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::ConfigError;
-use crate::inbound::{HandlerError, InboundError, InboundHandle, InboundMessage, InboundProgress};
+use crate::inbound::{InboundError, InboundHandle, InboundMessage, InboundProgress};
+use crate::inbound_target::{HandlerTarget, InboundHandler, InboundTarget, check_consumer_name};
 use crate::message::header;
 
 /// Settings of an [`AmqpInbound`] consumer.
@@ -53,15 +54,7 @@ impl AmqpInboundConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let name_ok = !self.consumer.is_empty()
-            && self.consumer.len() <= 64
-            && self
-                .consumer
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
-            return Err(ConfigError::BadName(self.consumer.clone()));
-        }
+        check_consumer_name(&self.consumer)?;
         for (field, zero) in [
             ("queue", self.queue.is_empty()),
             ("prefetch_max", self.prefetch_max == 0),
@@ -78,23 +71,26 @@ impl AmqpInboundConfig {
 /// Starts RabbitMQ inbound consumers.
 pub struct AmqpInbound;
 
-type Handler = dyn Fn(&mut StoreTx<'_>, &InboundMessage) -> Result<(), HandlerError> + Send + Sync;
-
 impl AmqpInbound {
     /// Connects to `url`, starts consuming `config.queue` and runs `handler` inside the
     /// read-model transaction that records the inbox.
-    pub async fn spawn<H>(
+    pub async fn spawn(
         url: &str,
         read_models: ReadModelStore,
         config: AmqpInboundConfig,
-        handler: H,
-    ) -> Result<InboundHandle, InboundError>
-    where
-        H: Fn(&mut StoreTx<'_>, &InboundMessage) -> Result<(), HandlerError>
-            + Send
-            + Sync
-            + 'static,
-    {
+        handler: impl InboundHandler,
+    ) -> Result<InboundHandle, InboundError> {
+        let target = HandlerTarget::new(read_models, &config.consumer, handler);
+        Self::spawn_into(url, config, Arc::new(target)).await
+    }
+
+    /// Connects to `url` and starts consuming `config.queue` into `target` (a handler,
+    /// or a command bus).
+    pub async fn spawn_into(
+        url: &str,
+        config: AmqpInboundConfig,
+        target: Arc<dyn InboundTarget>,
+    ) -> Result<InboundHandle, InboundError> {
         config.validate()?;
         let broker = |e: lapin::Error| InboundError::Broker(format!("RabbitMQ: {e}"));
         let connection = Connection::connect(url, ConnectionProperties::default())
@@ -116,10 +112,8 @@ impl AmqpInbound {
             .map_err(broker)?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let (progress_tx, progress_rx) = watch::channel(InboundProgress::default());
-        let handler: Arc<Handler> = Arc::new(handler);
         let task = tokio::spawn(async move {
-            let result =
-                consume(consumer, read_models, config, handler, stop_rx, progress_tx).await;
+            let result = consume(consumer, config, target, stop_rx, progress_tx).await;
             // The connection lives until the consumer ends; unacknowledged deliveries
             // go back to the queue when it closes.
             let _ = connection
@@ -177,9 +171,8 @@ fn to_inbound(delivery: &Delivery) -> Option<InboundMessage> {
 
 async fn consume(
     mut consumer: lapin::Consumer,
-    read_models: ReadModelStore,
     config: AmqpInboundConfig,
-    handler: Arc<Handler>,
+    target: Arc<dyn InboundTarget>,
     mut stop: watch::Receiver<bool>,
     progress: watch::Sender<InboundProgress>,
 ) -> Result<(), InboundError> {
@@ -209,35 +202,16 @@ async fn consume(
         }
         let inbound: Vec<InboundMessage> = deliveries.iter().filter_map(to_inbound).collect();
         let unidentified = (deliveries.len() - inbound.len()) as u64;
-        let consumer_name = config.consumer.clone();
-        let batch_handler = handler.clone();
-        let outcome = read_models
-            .transaction_async(move |tx| -> Result<(u64, u64), HandlerError> {
-                let (mut handled, mut duplicates) = (0, 0);
-                for message in &inbound {
-                    if tx.inbox_check_and_record(&consumer_name, message.id)? {
-                        batch_handler(tx, message)?;
-                        handled += 1;
-                    } else {
-                        duplicates += 1;
-                    }
-                }
-                Ok((handled, duplicates))
-            })
-            .await;
+        let outcome = target.deliver(inbound).await;
         let last = deliveries.last().expect("a batch has a first delivery");
         match outcome {
-            Ok((handled, duplicates)) => {
+            Ok(delivered) => {
                 // One ack covers the batch: deliveries on a channel are tagged in order.
                 let ack = BasicAckOptions { multiple: true };
                 if let Err(e) = last.ack(ack).await {
                     tracing::warn!(consumer = %config.consumer, error = %e, "ack failed; redeliveries will be dropped by the inbox");
                 }
-                progress.send_modify(|p| {
-                    p.handled_total += handled;
-                    p.duplicates_total += duplicates;
-                    p.unidentified_total += unidentified;
-                });
+                progress.send_modify(|p| p.add(delivered, unidentified));
             }
             Err(e) => {
                 tracing::warn!(consumer = %config.consumer, error = %e, "batch rolled back; requeued");

@@ -1,15 +1,21 @@
 //! Eventum's broker bridges. The store's log is the outbox: a [`Relay`] follows `$all`
 //! from a durable checkpoint and publishes each event as a [`Message`] (topic per category
 //! or per event type, key = stream id, CloudEvents headers) through a [`Sink`] adapter —
-//! NATS JetStream, Redis Streams, RabbitMQ — advancing its checkpoint only after the
-//! broker acknowledged. The inbound side consumes a broker into a handler through an
-//! inbox that drops duplicates.
+//! NATS JetStream, Kafka, Redis Streams, RabbitMQ — advancing its checkpoint only after
+//! the broker acknowledged. The inbound side consumes a broker (JetStream, Kafka, Redis
+//! Streams, RabbitMQ) into an [`InboundTarget`] — a handler or the command bus — through
+//! an inbox that drops duplicates.
 
 pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod inbound;
 pub mod inbound_amqp;
+pub mod inbound_commands;
+pub mod inbound_kafka;
+pub mod inbound_redis;
+pub mod inbound_target;
+pub mod kafka;
 pub mod memory;
 pub mod message;
 pub mod nats;
@@ -25,6 +31,11 @@ pub use inbound::{
     NatsInboundConfig,
 };
 pub use inbound_amqp::{AmqpInbound, AmqpInboundConfig};
+pub use inbound_commands::{CommandTarget, command_id};
+pub use inbound_kafka::{KafkaInbound, KafkaInboundConfig};
+pub use inbound_redis::{RedisInbound, RedisInboundConfig};
+pub use inbound_target::{Delivered, HandlerTarget, InboundTarget};
+pub use kafka::{KafkaSink, KafkaSinkConfig, TopicSpec};
 pub use memory::MemorySink;
 pub use message::{Message, header, kebab_case};
 pub use nats::{NatsSink, NatsSinkConfig};

@@ -12,7 +12,6 @@ use eventum_bridge::{
     HandlerError, NatsInbound, NatsInboundConfig, NatsSink, NatsSinkConfig, Relay, RelayConfig,
     header,
 };
-use eventum_projections::{ReadModelStore, StoreConfig};
 use serde_json::json;
 
 use common::*;
@@ -71,21 +70,12 @@ async fn duplicates_are_dropped_and_a_restart_resumes() {
     assert_eq!(stream.get_info().await.unwrap().state.messages, 120);
 
     let models_dir = tempfile::tempdir().unwrap();
-    let models = ReadModelStore::open(models_dir.path(), StoreConfig::default()).unwrap();
-    models.define_model("seen", Vec::new()).unwrap();
+    let models = seen_models(&models_dir);
     let handler = |tx: &mut eventum_projections::StoreTx<'_>,
                    m: &eventum_bridge::InboundMessage|
      -> Result<(), HandlerError> {
-        let key = m.id.to_string();
-        let previous = tx.get("seen", &key)?;
-        let times = previous.map_or(0, |d| d["times"].as_u64().unwrap()) + 1;
         assert!(m.header(header::CE_TYPE).is_some());
-        tx.put("seen", &key, json!({"times": times, "stream": m.key}))?;
-        let total = tx
-            .get("seen", "_total")?
-            .map_or(0, |d| d["n"].as_u64().unwrap());
-        tx.put("seen", "_total", json!({"n": total + 1}))?;
-        Ok(())
+        count_seen(tx, m)
     };
     let config = NatsInboundConfig {
         batch_messages_max: 16,
@@ -127,10 +117,7 @@ async fn duplicates_are_dropped_and_a_restart_resumes() {
 
     assert_eq!(first_progress.handled_total + p.handled_total, 100);
     assert_eq!(first_progress.duplicates_total + p.duplicates_total, 20);
-    assert_eq!(
-        models.get("seen", "_total").unwrap().unwrap()["n"],
-        json!(100)
-    );
+    assert_eq!(seen_total(&models), 100);
     let first_id = stream.get_raw_message(1).await.unwrap();
     let id = first_id
         .headers

@@ -12,13 +12,12 @@ use eventum_bridge::{
     AmqpInbound, AmqpInboundConfig, HandlerError, InboundMessage, RabbitMqSink, RabbitMqSinkConfig,
     Relay, RelayConfig, header,
 };
-use eventum_projections::{ReadModelStore, StoreConfig, StoreTx};
+use eventum_projections::StoreTx;
 use lapin::options::{
     ExchangeDeleteOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Connection, ConnectionProperties};
-use serde_json::json;
 
 use common::*;
 
@@ -74,20 +73,10 @@ async fn duplicates_in_the_queue_reach_the_handler_once() {
     }
 
     let models_dir = tempfile::tempdir().unwrap();
-    let models = ReadModelStore::open(models_dir.path(), StoreConfig::default()).unwrap();
-    models.define_model("seen", Vec::new()).unwrap();
+    let models = seen_models(&models_dir);
     let handler = |tx: &mut StoreTx<'_>, m: &InboundMessage| -> Result<(), HandlerError> {
         assert_eq!(m.header(header::CE_ID), Some(m.id.to_string().as_str()));
-        let key = m.id.to_string();
-        let times = tx
-            .get("seen", &key)?
-            .map_or(0, |d| d["times"].as_u64().unwrap());
-        tx.put("seen", &key, json!({"times": times + 1}))?;
-        let total = tx
-            .get("seen", "_total")?
-            .map_or(0, |d| d["n"].as_u64().unwrap());
-        tx.put("seen", "_total", json!({"n": total + 1}))?;
-        Ok(())
+        count_seen(tx, m)
     };
     let config = AmqpInboundConfig {
         prefetch_max: 32,
@@ -107,10 +96,7 @@ async fn duplicates_in_the_queue_reach_the_handler_once() {
     let p = inbound.progress().borrow().clone();
     inbound.stop().await.unwrap();
     assert_eq!((p.handled_total, p.duplicates_total), (60, 60));
-    assert_eq!(
-        models.get("seen", "_total").unwrap().unwrap()["n"],
-        json!(60)
-    );
+    assert_eq!(seen_total(&models), 60);
 
     // Everything was acknowledged: the queue is empty.
     let declared = channel

@@ -15,15 +15,6 @@ const WAIT: Duration = Duration::from_secs(30);
 
 type Entries = Vec<(String, Vec<String>)>;
 
-async fn connection() -> redis::aio::MultiplexedConnection {
-    let url = redis_url();
-    let client = redis::Client::open(url.as_str()).unwrap();
-    match client.get_multiplexed_async_connection().await {
-        Ok(c) => c,
-        Err(e) => unreachable("Redis", &url, e, "redis-server --daemonize yes"),
-    }
-}
-
 async fn sink(prefix: &str) -> RedisSink {
     let url = redis_url();
     let config = RedisSinkConfig {
@@ -57,7 +48,7 @@ async fn entries(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Ent
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_once_in_order_and_resends_are_dropped() {
-    let mut conn = connection().await;
+    let mut conn = redis_connection().await;
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(&dir);
     let ids = append_events(&store, 160).await;

@@ -3,6 +3,8 @@
 //! needs a broker fails, never skips, when it is unreachable.
 #![allow(dead_code)]
 
+pub mod accounts;
+
 use std::sync::Arc;
 
 use eventum_core::{EventId, EventStore, ExpectedVersion, NewEvent, StreamName};
@@ -22,6 +24,16 @@ pub fn rabbitmq_url() -> String {
     std::env::var("EVENTUM_TEST_RABBITMQ_URL")
         .or_else(|_| std::env::var("EVENTUM_TEST_AMQP_URL"))
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// A connection to the test Redis; panics when it is unreachable.
+pub async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    let url = redis_url();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    match client.get_multiplexed_async_connection().await {
+        Ok(c) => c,
+        Err(e) => unreachable("Redis", &url, e, "redis-server --daemonize yes"),
+    }
 }
 
 /// Panics with how to start the broker: tests that need one must fail, not skip.
@@ -112,4 +124,42 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("its address")
         .port()
+}
+
+/// An inbound handler that counts, in read model `seen`, how often each message id was
+/// handled (`{id}` → `times`) and how many were handled in all (`_total` → `n`). The
+/// model must be defined first.
+pub fn count_seen(
+    tx: &mut eventum_projections::StoreTx<'_>,
+    m: &eventum_bridge::InboundMessage,
+) -> Result<(), eventum_bridge::HandlerError> {
+    let key = m.id.to_string();
+    let times = tx
+        .get("seen", &key)?
+        .map_or(0, |d| d["times"].as_u64().unwrap());
+    tx.put("seen", &key, json!({"times": times + 1, "stream": m.key}))?;
+    let total = tx
+        .get("seen", "_total")?
+        .map_or(0, |d| d["n"].as_u64().unwrap());
+    tx.put("seen", "_total", json!({"n": total + 1}))?;
+    Ok(())
+}
+
+/// A read-model store in `dir` with the `seen` model of [`count_seen`].
+pub fn seen_models(dir: &tempfile::TempDir) -> eventum_projections::ReadModelStore {
+    let models = eventum_projections::ReadModelStore::open(
+        dir.path(),
+        eventum_projections::StoreConfig::default(),
+    )
+    .unwrap();
+    models.define_model("seen", Vec::new()).unwrap();
+    models
+}
+
+/// How many messages [`count_seen`] handled.
+pub fn seen_total(models: &eventum_projections::ReadModelStore) -> u64 {
+    models
+        .get("seen", "_total")
+        .unwrap()
+        .map_or(0, |d| d["n"].as_u64().unwrap())
 }
