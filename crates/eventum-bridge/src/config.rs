@@ -39,9 +39,13 @@ pub struct RelayConfig {
     pub topics: TopicMapping,
     /// The CloudEvents `ce_source` of every message. Default `eventum`.
     pub source: String,
-    /// Most events handed to the sink in one batch; also the most messages a sink has
-    /// unacknowledged at once. Default 512.
+    /// Most events handed to the sink in one batch. Default 512.
     pub batch_events_max: usize,
+    /// Batches sent and not yet acknowledged at once: while the broker acknowledges one,
+    /// the next ones are on their way. At most `batch_events_max × batches_in_flight_max`
+    /// messages are unacknowledged; keep a NATS sink's `acks_in_flight_max` and a Kafka
+    /// sink's `queue_messages_max` at least that. Default 4; 1 sends one batch at a time.
+    pub batches_in_flight_max: usize,
     /// How long a batch waits for more events once it has one. Default 2 ms.
     pub batch_linger_ms: u64,
     /// First retry delay after a failed publish; doubles per attempt. Default 100 ms.
@@ -68,6 +72,7 @@ impl Default for RelayConfig {
             topics: TopicMapping::Category,
             source: "eventum".into(),
             batch_events_max: 512,
+            batches_in_flight_max: 4,
             batch_linger_ms: 2,
             retry_delay_ms_min: 100,
             retry_delay_ms_max: 5_000,
@@ -104,6 +109,9 @@ impl RelayConfig {
         }
         if self.batch_events_max == 0 {
             return Err(ConfigError::Zero("batch_events_max"));
+        }
+        if self.batches_in_flight_max == 0 {
+            return Err(ConfigError::Zero("batches_in_flight_max"));
         }
         if self.retry_delay_ms_min == 0 {
             return Err(ConfigError::Zero("retry_delay_ms_min"));

@@ -10,7 +10,6 @@ use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::future::BoxFuture;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,7 +19,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::error::SinkError;
 use crate::message::Message;
-use crate::sink::Sink;
+use crate::sink::{Acks, Sink};
 
 /// Longest Kafka topic name.
 pub const TOPIC_BYTES_MAX: usize = 249;
@@ -219,10 +218,7 @@ impl KafkaSink {
 
     /// Queues every record of `batch`, in order; returns once all are queued, with a
     /// future that resolves when all are delivered.
-    async fn send_all(
-        &self,
-        batch: &[Message],
-    ) -> Result<BoxFuture<'static, Result<(), SinkError>>, SinkError> {
+    async fn send_all(&self, batch: &[Message]) -> Result<Acks, SinkError> {
         self.ensure_topics(batch).await?;
         let producer = self.producer();
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -335,14 +331,21 @@ impl Sink for KafkaSink {
     }
 
     async fn publish(&self, batch: &[Message]) -> Result<(), SinkError> {
-        let result = match self.send_all(batch).await {
-            Ok(delivered) => delivered.await,
-            Err(e) => Err(e),
-        };
+        let result = self.send(batch).await?.await;
         if result.is_err() {
             self.renew_if_fatal();
         }
         result
+    }
+
+    async fn send(&self, batch: &[Message]) -> Result<Acks, SinkError> {
+        match self.send_all(batch).await {
+            Ok(acks) => Ok(acks),
+            Err(e) => {
+                self.renew_if_fatal();
+                Err(e)
+            }
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use crate::error::{ConfigError, SinkError};
 use crate::message::Message;
-use crate::sink::Sink;
+use crate::sink::{Acks, Sink};
 
 /// Settings of a [`NatsSink`].
 #[derive(Clone, Debug)]
@@ -124,6 +124,10 @@ impl Sink for NatsSink {
     }
 
     async fn publish(&self, batch: &[Message]) -> Result<(), SinkError> {
+        self.send(batch).await?.await
+    }
+
+    async fn send(&self, batch: &[Message]) -> Result<Acks, SinkError> {
         // Send the whole batch, then await the acks: one connection keeps publish order,
         // so the stream stores the batch in order while the round trips overlap.
         let mut acks = Vec::with_capacity(batch.len());
@@ -140,16 +144,18 @@ impl Sink for NatsSink {
                 .map_err(|e| SinkError::Unavailable(format!("publish: {e}")))?;
             acks.push(ack);
         }
-        for ack in acks {
-            ack.await.map_err(|e| match e.kind() {
-                jetstream::context::PublishErrorKind::TimedOut
-                | jetstream::context::PublishErrorKind::BrokenPipe
-                | jetstream::context::PublishErrorKind::StreamNotFound => {
-                    SinkError::Unavailable(format!("publish ack: {e}"))
-                }
-                _ => SinkError::Refused(format!("publish ack: {e}")),
-            })?;
-        }
-        Ok(())
+        Ok(Box::pin(async move {
+            for ack in acks {
+                ack.await.map_err(|e| match e.kind() {
+                    jetstream::context::PublishErrorKind::TimedOut
+                    | jetstream::context::PublishErrorKind::BrokenPipe
+                    | jetstream::context::PublishErrorKind::StreamNotFound => {
+                        SinkError::Unavailable(format!("publish ack: {e}"))
+                    }
+                    _ => SinkError::Refused(format!("publish ack: {e}")),
+                })?;
+            }
+            Ok(())
+        }))
     }
 }

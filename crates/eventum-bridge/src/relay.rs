@@ -3,6 +3,7 @@
 //! capped exponential backoff, and advances the checkpoint only after the broker
 //! acknowledged. The store's log is the outbox: there is no second table to keep in sync.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::RelayConfig;
 use crate::error::{ConfigError, RelayError, SinkError};
 use crate::message::Message;
-use crate::sink::Sink;
+use crate::sink::{Acks, Sink};
 
 /// What a relay is doing, for status lines and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,63 +200,173 @@ fn taken(item: Option<Result<RecordedEvent, StorageError>>) -> Result<RecordedEv
     }
 }
 
+/// A batch handed to the sink whose acknowledgements are pending.
+struct InFlight {
+    messages: Vec<Message>,
+    /// The position of the batch's last event (system events skipped included).
+    last_position: u64,
+    acks: Acks,
+}
+
+/// What the relay loop does next.
+enum Step {
+    Stop,
+    Save,
+    Acked(Result<(), SinkError>),
+    Event(RecordedEvent),
+}
+
 impl Runner {
+    /// Reads events in batches and keeps up to `batches_in_flight_max` of them sent and
+    /// unacknowledged. Acknowledgements are taken in batch order, so the position only
+    /// ever moves past a batch once it and every batch before it are acknowledged. A
+    /// failure re-sends every batch in flight, one at a time, until the broker is back.
     async fn follow(&mut self, mut subscription: Subscription) -> Result<(), RelayError> {
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
         let linger = Duration::from_millis(self.config.batch_linger_ms);
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
             let save_in = interval.saturating_sub(self.last_save.elapsed());
-            let first = tokio::select! {
-                biased;
-                _ = stopped(&mut self.stop) => return Ok(()),
-                _ = tokio::time::sleep(save_in), if self.unsaved => {
-                    self.save().await?;
-                    continue;
+            let room = in_flight.len() < self.config.batches_in_flight_max;
+            let waiting = !in_flight.is_empty();
+            let front = in_flight.front_mut().map(|f| &mut f.acks);
+            let acked = async move {
+                match front {
+                    Some(acks) => acks.await,
+                    None => std::future::pending().await,
                 }
-                item = subscription.next() => taken(item)?,
             };
-            let mut events = vec![first];
-            let deadline = Instant::now() + linger;
-            while events.len() < self.config.batch_events_max {
-                match tokio::time::timeout_at(deadline, subscription.next()).await {
-                    Ok(item) => events.push(taken(item)?),
-                    Err(_) => break,
+            let step = tokio::select! {
+                biased;
+                _ = stopped(&mut self.stop) => Step::Stop,
+                r = acked, if waiting => Step::Acked(r),
+                _ = tokio::time::sleep(save_in), if self.unsaved => Step::Save,
+                item = subscription.next(), if room => Step::Event(taken(item)?),
+            };
+            match step {
+                Step::Stop => return Ok(()),
+                Step::Save => self.save().await?,
+                Step::Acked(Ok(())) => {
+                    let done = in_flight.pop_front().expect("acks of the front batch");
+                    self.acknowledged(done.last_position, done.messages.len());
+                }
+                Step::Acked(Err(error)) => {
+                    if !self.recover(error, in_flight.drain(..).collect()).await? {
+                        return Ok(());
+                    }
+                }
+                Step::Event(first) => {
+                    let batch = self.take_batch(first, &mut subscription, linger).await?;
+                    let sent = if batch.messages.is_empty() {
+                        // A batch of skipped events only has to wait its turn.
+                        Ok(Box::pin(std::future::ready(Ok(()))) as Acks)
+                    } else {
+                        tokio::select! {
+                            biased;
+                            _ = stopped(&mut self.stop) => return Ok(()),
+                            r = self.sink.send(&batch.messages) => r,
+                        }
+                    };
+                    match sent {
+                        Ok(acks) => in_flight.push_back(InFlight { acks, ..batch }),
+                        Err(error) => {
+                            let mut batches: Vec<InFlight> = in_flight.drain(..).collect();
+                            batches.push(batch);
+                            if !self.recover(error, batches).await? {
+                                return Ok(());
+                            }
+                        }
+                    }
                 }
             }
-            let last_position = events.last().map_or(self.next_position, |e| e.position);
-            let messages: Vec<Message> = events
-                .iter()
-                .filter(|e| self.config.include_system_streams || !e.stream.starts_with('$'))
-                .map(|e| Message::from_event(e, self.config.topics, &self.config.source))
-                .collect();
-            if !messages.is_empty() {
-                if !self.publish_with_retry(&messages).await? {
-                    return Ok(());
-                }
-                self.unsaved = true;
-            }
-            self.next_position = last_position + 1;
-            let next_position = self.next_position;
-            let published = messages.len() as u64;
-            self.progress.send_modify(|p| {
-                p.next_position = next_position;
-                p.published_total += published;
-            });
             if self.unsaved && self.last_save.elapsed() >= interval {
                 self.save().await?;
             }
         }
     }
 
-    /// Publishes `messages` until the sink acknowledges them. `Ok(false)` when a stop
-    /// was asked for first (nothing counts as delivered then).
-    async fn publish_with_retry(&mut self, messages: &[Message]) -> Result<bool, RelayError> {
+    /// Collects a batch: `first`, then whatever follows within the linger, up to
+    /// `batch_events_max` events; system events are skipped unless configured.
+    async fn take_batch(
+        &self,
+        first: RecordedEvent,
+        subscription: &mut Subscription,
+        linger: Duration,
+    ) -> Result<InFlight, RelayError> {
+        let mut events = vec![first];
+        let deadline = Instant::now() + linger;
+        while events.len() < self.config.batch_events_max {
+            match tokio::time::timeout_at(deadline, subscription.next()).await {
+                Ok(item) => events.push(taken(item)?),
+                Err(_) => break,
+            }
+        }
+        let last_position = events.last().map_or(self.next_position, |e| e.position);
+        let messages: Vec<Message> = events
+            .iter()
+            .filter(|e| self.config.include_system_streams || !e.stream.starts_with('$'))
+            .map(|e| Message::from_event(e, self.config.topics, &self.config.source))
+            .collect();
+        Ok(InFlight {
+            messages,
+            last_position,
+            acks: Box::pin(std::future::pending()),
+        })
+    }
+
+    /// Moves the position past an acknowledged batch.
+    fn acknowledged(&mut self, last_position: u64, published: usize) {
+        if published > 0 {
+            self.unsaved = true;
+        }
+        self.next_position = last_position + 1;
+        let next_position = self.next_position;
+        self.progress.send_modify(|p| {
+            p.next_position = next_position;
+            p.published_total += published as u64;
+        });
+    }
+
+    /// After `error`, re-sends `batches` (every batch that was in flight, in order) one at
+    /// a time with backoff until each is acknowledged. `Ok(false)` when a stop was asked
+    /// for first.
+    async fn recover(
+        &mut self,
+        error: SinkError,
+        batches: Vec<InFlight>,
+    ) -> Result<bool, RelayError> {
+        let mut failed_before = Some(error);
+        for batch in batches {
+            if !batch.messages.is_empty()
+                && !self
+                    .publish_with_retry(&batch.messages, failed_before.take())
+                    .await?
+            {
+                return Ok(false);
+            }
+            self.acknowledged(batch.last_position, batch.messages.len());
+        }
+        Ok(true)
+    }
+
+    /// Publishes `messages` until the sink acknowledges them; `failed_before` is a failure
+    /// of them already seen (the first attempt then waits its backoff). `Ok(false)` when
+    /// a stop was asked for first (nothing counts as delivered then).
+    async fn publish_with_retry(
+        &mut self,
+        messages: &[Message],
+        failed_before: Option<SinkError>,
+    ) -> Result<bool, RelayError> {
         let mut attempt: u32 = 0;
+        let mut failed = failed_before;
         loop {
-            let outcome: Result<(), SinkError> = tokio::select! {
-                biased;
-                _ = stopped(&mut self.stop) => return Ok(false),
-                r = self.sink.publish(messages) => r,
+            let outcome: Result<(), SinkError> = match failed.take() {
+                Some(e) => Err(e),
+                None => tokio::select! {
+                    biased;
+                    _ = stopped(&mut self.stop) => return Ok(false),
+                    r = self.sink.publish(messages) => r,
+                },
             };
             let error = match outcome {
                 Ok(()) => {

@@ -152,6 +152,50 @@ async fn lost_acknowledgements_only_duplicate_and_keep_order() {
 }
 
 #[tokio::test]
+async fn pipelined_batches_are_bounded_and_never_checkpointed_unacknowledged() {
+    let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
+    let ids = append_events(&store, 100, "a").await;
+    let sink = Arc::new(MemorySink::new());
+    sink.hold_acks();
+    let cfg = RelayConfig {
+        batches_in_flight_max: 3,
+        ..config("pipe")
+    };
+    let relay = Relay::spawn(store.clone(), sink.clone(), cfg).unwrap();
+    // Three batches of 8 go out; then the relay waits for their acknowledgements.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while sink.received_count() < 24 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "batches were not sent"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        sink.received_count(),
+        24,
+        "at most 3 batches unacknowledged"
+    );
+    assert_eq!(relay.progress().borrow().next_position, 0);
+    assert_eq!(saved(&store, "pipe").await, 0);
+
+    // The held acknowledgements fail: all three batches are sent again, then the rest.
+    sink.release_acks(true);
+    assert!(relay.wait_acknowledged(head_next(&store), WAIT).await);
+    relay.stop().await.unwrap();
+    let received = sink.received();
+    assert_eq!(received.len(), 124, "the 24 in flight were sent twice");
+    assert_eq!(first_occurrences(&received), ids);
+    assert_eq!(
+        received[24..].iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids,
+        "after the failure, every event again in order"
+    );
+    assert!(saved(&store, "pipe").await >= 100);
+}
+
+#[tokio::test]
 async fn bounded_retries_stop_the_relay_without_advancing() {
     let store: Arc<dyn EventStore> = Arc::new(MemoryStore::default());
     append_events(&store, 3, "a").await;
