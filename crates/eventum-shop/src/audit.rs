@@ -59,24 +59,55 @@ async fn each_event(
     }
 }
 
+/// Where each context's events live: one store for the in-process shop, one per
+/// service when the shop runs as separate processes.
+#[derive(Clone, Copy)]
+pub struct ContextStores<'a> {
+    pub orders: &'a dyn EventStore,
+    pub products: &'a dyn EventStore,
+    pub payments: &'a dyn EventStore,
+    pub notifications: &'a dyn EventStore,
+}
+
+impl<'a> ContextStores<'a> {
+    /// Every context in `store`.
+    pub fn one(store: &'a dyn EventStore) -> Self {
+        Self {
+            orders: store,
+            products: store,
+            payments: store,
+            notifications: store,
+        }
+    }
+}
+
 /// Reads the order, payment, notification and product categories and checks the rules.
 pub async fn audit(store: &dyn EventStore) -> Result<AuditReport, eventum_core::ReadError> {
+    audit_contexts(ContextStores::one(store)).await
+}
+
+/// [`audit`] over the contexts' own stores.
+pub async fn audit_contexts(
+    stores: ContextStores<'_>,
+) -> Result<AuditReport, eventum_core::ReadError> {
     let mut report = AuditReport::default();
     let mut facts: HashMap<String, OrderFacts> = HashMap::new();
-    each_event(store, "order", |e| match decode_event::<OrderEvent>(e) {
-        Ok(OrderEvent::OrderCreated { order_id, .. }) => {
-            facts.entry(order_id).or_default();
+    each_event(stores.orders, "order", |e| {
+        match decode_event::<OrderEvent>(e) {
+            Ok(OrderEvent::OrderCreated { order_id, .. }) => {
+                facts.entry(order_id).or_default();
+            }
+            Ok(OrderEvent::OrderConfirmed { order_id, .. }) => {
+                facts.entry(order_id).or_default().confirmed += 1
+            }
+            Ok(OrderEvent::OrderCancelled { order_id, .. }) => {
+                facts.entry(order_id).or_default().cancelled += 1
+            }
+            Err(_) => {}
         }
-        Ok(OrderEvent::OrderConfirmed { order_id, .. }) => {
-            facts.entry(order_id).or_default().confirmed += 1
-        }
-        Ok(OrderEvent::OrderCancelled { order_id, .. }) => {
-            facts.entry(order_id).or_default().cancelled += 1
-        }
-        Err(_) => {}
     })
     .await?;
-    each_event(store, "payment", |e| {
+    each_event(stores.payments, "payment", |e| {
         match decode_event::<PaymentEvent>(e) {
             Ok(PaymentEvent::PaymentCompleted { order_id, .. }) => {
                 facts.entry(order_id).or_default().captured = true
@@ -88,14 +119,14 @@ pub async fn audit(store: &dyn EventStore) -> Result<AuditReport, eventum_core::
         }
     })
     .await?;
-    each_event(store, "notification", |e| {
+    each_event(stores.notifications, "notification", |e| {
         if let Ok(NotificationEvent::NotificationCreated { order_id, .. }) = decode_event(e) {
             facts.entry(order_id).or_default().notifications += 1;
         }
     })
     .await?;
     let mut violations = Vec::new();
-    each_event(store, "product", |e| {
+    each_event(stores.products, "product", |e| {
         match decode_event::<ProductEvent>(e) {
             Ok(ProductEvent::ProductCreated {
                 product_id, stock, ..
@@ -159,8 +190,15 @@ pub async fn audit(store: &dyn EventStore) -> Result<AuditReport, eventum_core::
 pub async fn missing_notifications(
     store: &dyn EventStore,
 ) -> Result<usize, eventum_core::ReadError> {
+    missing_notifications_contexts(ContextStores::one(store)).await
+}
+
+/// [`missing_notifications`] over the contexts' own stores.
+pub async fn missing_notifications_contexts(
+    stores: ContextStores<'_>,
+) -> Result<usize, eventum_core::ReadError> {
     let mut terminal = std::collections::HashSet::new();
-    each_event(store, "order", |e| {
+    each_event(stores.orders, "order", |e| {
         if matches!(e.event_type.as_str(), "OrderConfirmed" | "OrderCancelled")
             && let Some(id) = crate::saga::order_id_of(e)
         {
@@ -168,7 +206,7 @@ pub async fn missing_notifications(
         }
     })
     .await?;
-    each_event(store, "notification", |e| {
+    each_event(stores.notifications, "notification", |e| {
         if let Some(id) = crate::saga::order_id_of(e) {
             terminal.remove(&id);
         }

@@ -2,18 +2,16 @@
 //! register, log in, place and read orders, read the catalog and notifications, and the
 //! admin's catalog changes. Validation happens here, before anything is written.
 
-use eventum_core::event::format_rfc3339_us;
 use eventum_runtime::{CommandMeta, DispatchError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::auth::{Caller, now_s};
+use crate::auth::Caller;
 use crate::error::{CatalogError, LoginError, PlaceOrderError, ReadError, RegisterError};
-use crate::orders::{self, OrderCommand, OrderEvent, OrderLine};
+use crate::orders::OrderEvent;
 use crate::products::ProductCommand;
 use crate::service::Shop;
-use crate::users::{self, ROLE_USER, UserCommand};
 use crate::views::{BY_USER, NOTIFICATIONS_MODEL, ORDERS_MODEL};
 
 /// One requested line: `{"productId": 1, "quantity": 2}`.
@@ -36,63 +34,16 @@ pub struct OrderRequest {
     pub payment_method: Option<String>,
 }
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_micros() as i64
-}
-
 impl Shop {
     pub async fn register(&self, username: String, password: String) -> Result<(), RegisterError> {
-        users::check_username(&username).map_err(RegisterError::Invalid)?;
-        users::check_password(&password).map_err(RegisterError::Invalid)?;
-        // Refuse a taken name before paying for a hash; the aggregate still decides.
-        let existing = self
-            .inner
-            .users
-            .load(&username)
-            .await
-            .map_err(RegisterError::Dispatch)?;
-        if existing.state.is_registered() {
-            return Err(RegisterError::UsernameTaken(username));
-        }
-        let password_hash = self.inner.passwords.hash(password).await?;
-        let command = UserCommand::RegisterUser {
-            username: username.clone(),
-            password_hash,
-            role: ROLE_USER.into(),
-        };
-        match self.inner.bus.dispatch(command, CommandMeta::new()).await {
-            Ok(_) => Ok(()),
-            Err(DispatchError::Rejected { code, .. }) if code == "username_taken" => {
-                Err(RegisterError::UsernameTaken(username))
-            }
-            Err(e) => Err(RegisterError::Dispatch(e)),
-        }
+        let i = &self.inner;
+        crate::accounts::register(&i.users, &i.passwords, &i.bus, username, password).await
     }
 
     /// A token for valid credentials.
     pub async fn login(&self, username: &str, password: String) -> Result<String, LoginError> {
-        if users::check_username(username).is_err() {
-            return Err(LoginError::BadCredentials);
-        }
-        let user = self.inner.users.load(username).await?;
-        if !user.state.is_registered() {
-            return Err(LoginError::BadCredentials);
-        }
-        let ok = self
-            .inner
-            .passwords
-            .verify(password, user.state.password_hash.clone())
-            .await?;
-        if !ok {
-            return Err(LoginError::BadCredentials);
-        }
-        Ok(self
-            .inner
-            .tokens
-            .issue(username, &user.state.role, now_s())?)
+        let i = &self.inner;
+        crate::accounts::login(&i.users, &i.passwords, &i.tokens, username, password).await
     }
 
     pub fn verify_token(&self, token: &str) -> Result<Caller, crate::error::AuthError> {
@@ -111,61 +62,12 @@ impl Shop {
         request: OrderRequest,
         idempotency_key: Option<Uuid>,
     ) -> Result<String, PlaceOrderError> {
-        orders::check_lines(
-            request
-                .order_items
-                .iter()
-                .map(|i| (i.product_id, i.quantity)),
-        )
-        .map_err(PlaceOrderError::Invalid)?;
-        let address = request.shipping_address.unwrap_or_default();
-        orders::check_address(&address).map_err(PlaceOrderError::Invalid)?;
-        let method = request.payment_method.unwrap_or_default();
-        orders::check_payment_method(&method).map_err(PlaceOrderError::Invalid)?;
-        let lines = {
+        let priced = {
             let catalog = self.inner.catalog.read().expect("catalog lock");
-            request
-                .order_items
-                .iter()
-                .enumerate()
-                .map(|(line, item)| match catalog.get(&item.product_id) {
-                    Some(entry) => Ok(OrderLine {
-                        product_id: item.product_id,
-                        quantity: item.quantity,
-                        unit_price: entry.price,
-                    }),
-                    None => Err(PlaceOrderError::UnknownProduct {
-                        line,
-                        product_id: item.product_id,
-                    }),
-                })
-                .collect::<Result<Vec<_>, _>>()?
+            crate::checkout::price_order(&catalog, caller, request, idempotency_key)?
         };
-        let total_amount = lines
-            .iter()
-            .try_fold(0i64, |sum, l| {
-                l.quantity
-                    .checked_mul(l.unit_price)
-                    .and_then(|x| sum.checked_add(x))
-            })
-            .ok_or_else(|| PlaceOrderError::Invalid("totalAmount overflows".into()))?;
-        // The key is the caller's: two users sending the same key place two orders.
-        let (order_id, meta) = match idempotency_key {
-            Some(key) => {
-                let id = Uuid::new_v5(&key, caller.username.as_bytes());
-                (id, CommandMeta::with_id(id))
-            }
-            None => (Uuid::now_v7(), CommandMeta::new()),
-        };
-        let command = OrderCommand::PlaceOrder {
-            order_id: order_id.to_string(),
-            user_id: caller.username.clone(),
-            order_items: lines,
-            shipping_address: address,
-            payment_method: method,
-            total_amount,
-            created_at: format_rfc3339_us(now_us()),
-        };
+        let (command, meta) = (priced.place_command(), priced.meta.clone());
+        let order_id = priced.order_id;
         self.inner
             .bus
             .dispatch(command, meta)

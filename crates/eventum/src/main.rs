@@ -12,6 +12,8 @@ mod sagas;
 mod serve;
 mod shop;
 mod shop_load;
+mod shop_load_ws;
+mod shop_service;
 mod sse;
 mod tail;
 mod verify;

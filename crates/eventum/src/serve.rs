@@ -124,7 +124,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     served.context("server failed")
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!("cannot listen for SIGINT: {e}");

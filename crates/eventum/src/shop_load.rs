@@ -4,7 +4,6 @@
 //! state, and reports accepted and confirmed orders per second with the p50/p99/p999 of
 //! the accept latency and of the time to a terminal state.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +15,6 @@ use futures::StreamExt;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
-use tokio::sync::Mutex;
 
 use crate::client::{ServerOpt, check};
 use crate::sse::SseParser;
@@ -31,6 +29,8 @@ pub struct ShopArgs {
 pub enum ShopCommand {
     /// Places orders against a running `eventum serve` and measures the shop.
     Load(LoadArgs),
+    /// Runs one service of the shop as its own process, over a broker.
+    Service(crate::shop_service::ServiceArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -69,16 +69,22 @@ pub struct LoadArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// How to see orders end: `sse` follows the server's `order` category (`eventum
+    /// serve`); `ws` listens to each load user's `/ws/notifications` (any shop front door,
+    /// such as the gateway of `eventum shop service`).
+    #[arg(long, default_value = "sse", value_parser = ["sse", "ws"])]
+    pub watch: String,
 }
 
 pub async fn run(args: ShopArgs) -> anyhow::Result<()> {
     match args.command {
         ShopCommand::Load(a) => load(a).await,
+        ShopCommand::Service(a) => crate::shop_service::run(a).await,
     }
 }
 
-/// A terminal state seen on the SSE stream: when, and whether it was a confirmation.
-type Terminals = Arc<Mutex<HashMap<String, (Instant, bool)>>>;
+/// Terminal states seen (on the SSE stream or the WebSockets).
+use crate::shop_load_ws::Terminals;
 
 struct Placed {
     order_id: String,
@@ -237,6 +243,7 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
     .await?
     .json()
     .await?;
+    // Only the store's API has a head (the SSE watch starts there).
     let from = health["head_position"].as_u64().map_or(0, |p| p + 1);
     let product = load_product(&http, &args).await?;
     let users = args.users.unwrap_or(args.concurrency).clamp(1, args.orders);
@@ -255,13 +262,20 @@ pub async fn load(args: LoadArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{bar:40} {pos}/{len} terminal  {per_sec}  {elapsed_precise}")
             .expect("a valid template"),
     );
-    let follower = tokio::spawn(follow_terminals(
-        http.clone(),
-        args.server.clone(),
-        from,
-        terminals.clone(),
-        bar.clone(),
-    ));
+    let follower = if args.watch == "ws" {
+        let watching =
+            crate::shop_load_ws::follow(&args.server, &tokens, terminals.clone(), bar.clone())
+                .await?;
+        tokio::spawn(watching)
+    } else {
+        tokio::spawn(follow_terminals(
+            http.clone(),
+            args.server.clone(),
+            from,
+            terminals.clone(),
+            bar.clone(),
+        ))
+    };
 
     let next = Arc::new(AtomicUsize::new(0));
     let url = args.server.url(&["api", "orders"])?;

@@ -70,7 +70,7 @@ impl BrokerConfig {
                 self.stream
             ));
         }
-        if !self.subject_prefix.split('.').all(|part| token_ok(part)) {
+        if !self.subject_prefix.split('.').all(token_ok) {
             return Err(format!(
                 "bus subject prefix {:?} must be dot-separated tokens of letters, digits, '-' or '_'",
                 self.subject_prefix

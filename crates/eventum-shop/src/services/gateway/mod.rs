@@ -105,6 +105,17 @@ pub(crate) struct Inner {
     pub websockets: Arc<Semaphore>,
 }
 
+/// Serves the gateway's routes on `listener` until `shutdown` resolves.
+pub async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(gateway))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 /// The gateway's operations; cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
