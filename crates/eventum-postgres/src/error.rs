@@ -38,12 +38,25 @@ impl OpenError {
 
 /// Maps a driver error: lost or refused connections and server shutdowns are
 /// `Unavailable`, a full disk is `DiskFull`, data errors are `Corrupt`, the rest `Io`.
-pub(crate) fn storage(e: tokio_postgres::Error) -> StorageError {
+pub fn storage(e: tokio_postgres::Error) -> StorageError {
     let kind = match e.code() {
         None => StorageErrorKind::Unavailable,
         Some(code) => kind_of(code),
     };
-    StorageError::new(kind, format!("postgres: {e}"))
+    StorageError::new(kind, format!("postgres: {}", describe(&e)))
+}
+
+/// The driver error with its causes ("db error" alone says nothing: the server's message,
+/// e.g. `ERROR: duplicate key value …`, is its source).
+pub fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 fn kind_of(code: &SqlState) -> StorageErrorKind {
@@ -62,7 +75,7 @@ fn kind_of(code: &SqlState) -> StorageErrorKind {
 }
 
 /// A pool failure (no connection within the wait bound, server unreachable).
-pub(crate) fn pool(e: deadpool_postgres::PoolError) -> StorageError {
+pub fn pool(e: deadpool_postgres::PoolError) -> StorageError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => storage(e),
         other => StorageError::new(

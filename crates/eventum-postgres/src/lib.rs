@@ -13,6 +13,7 @@
 
 mod append;
 mod config;
+pub mod connect;
 mod error;
 mod follow;
 mod group;
@@ -22,5 +23,7 @@ mod read;
 mod store;
 
 pub use config::PgConfig;
-pub use error::OpenError;
+pub use error::{
+    OpenError, describe as describe_error, pool as pool_error, storage as storage_error,
+};
 pub use store::PgStore;

@@ -1,13 +1,11 @@
 //! [`PgStore`]: opening (pool, migrations, head), shutdown, and the [`EventStore`]
 //! implementation that delegates to the append, read and follow modules.
 
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use eventum_core::subscription::{self, LiveBatch};
 use eventum_core::{
     AppendError, AppendResult, EventStore, ExpectedVersion, Limits, NewEvent, ReadDirection,
@@ -16,9 +14,9 @@ use eventum_core::{
 };
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio::task::JoinHandle;
-use tokio_postgres::NoTls;
 
-use crate::config::{PgConfig, schema_is_valid};
+use crate::config::PgConfig;
+use crate::connect::{self, PoolSettings, base_config, check_schema};
 use crate::error::{OpenError, pool, storage};
 use crate::{append, follow, group, migrate, read};
 
@@ -59,12 +57,7 @@ impl PgStore {
     /// Connects, applies missing migrations to `config.schema`, reads the head and starts
     /// the follower that feeds subscriptions.
     pub async fn open(config: PgConfig) -> Result<Arc<PgStore>, OpenError> {
-        if !schema_is_valid(&config.schema) {
-            return Err(OpenError::InvalidConfig(format!(
-                "schema {:?}: use lowercase letters, digits and _ (at most 48 bytes)",
-                config.schema
-            )));
-        }
+        check_schema(&config.schema)?;
         if config.pool_size_max == 0
             || config.live_buffer_batches == 0
             || config.append_queue_max == 0
@@ -73,34 +66,19 @@ impl PgStore {
                 "pool_size_max, live_buffer_batches and append_queue_max must be at least 1".into(),
             ));
         }
-        let base = base_config(&config)?;
+        let base = base_config(&config.url, config.connect_timeout_ms)?;
         let unavailable = |e| OpenError::Storage {
             url: config.url.clone(),
             source: storage(e),
         };
-        let (mut client, connection) = base.connect(NoTls).await.map_err(unavailable)?;
-        let driver = tokio::spawn(connection);
-        let migrated = migrate::migrate(&mut client, &config.schema, &config.url).await;
-        drop(client);
-        let _ = driver.await;
-        migrated?;
-
-        let mut pooled = base.clone();
-        pooled.options(format!("-c search_path={}", config.schema));
-        let manager = Manager::from_config(
-            pooled,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(config.pool_size_max)
-            .wait_timeout(Some(Duration::from_millis(config.pool_wait_ms_max)))
-            .create_timeout(Some(Duration::from_millis(config.connect_timeout_ms)))
-            .runtime(Runtime::Tokio1)
-            .build()
-            .map_err(|e| OpenError::InvalidConfig(e.to_string()))?;
+        let settings = PoolSettings {
+            url: &config.url,
+            schema: &config.schema,
+            pool_size_max: config.pool_size_max,
+            pool_wait_ms_max: config.pool_wait_ms_max,
+            connect_timeout_ms: config.connect_timeout_ms,
+        };
+        let pool = connect::migrate_and_pool(&settings, &migrate::STORE).await?;
         let next: i64 = {
             let client = pool.get().await.map_err(|e| OpenError::Storage {
                 url: config.url.clone(),
@@ -159,15 +137,6 @@ impl Drop for PgStore {
 
 fn pool_err(e: deadpool_postgres::PoolError) -> StorageError {
     pool(e)
-}
-
-/// The connection settings from `config.url` plus the connect timeout.
-fn base_config(config: &PgConfig) -> Result<tokio_postgres::Config, OpenError> {
-    let mut base = tokio_postgres::Config::from_str(&config.url)
-        .map_err(|e| OpenError::InvalidConfig(format!("url {:?}: {e}", config.url)))?;
-    base.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
-    base.application_name("eventum");
-    Ok(base)
 }
 
 #[async_trait]
