@@ -8,16 +8,19 @@
 //! transaction. A crash or an error therefore never leaves a read model ahead of or behind
 //! its checkpoint, and a restarted consumer resumes right after the last committed batch.
 //! A [`DocumentProjection`] does the same for JSON documents without SQL; the
-//! [`inbox`] and [`checkpoint`] functions serve consumers fed by brokers or consumer
-//! groups in transactions of their own.
+//! [`PgGroupConsumer`] consumes an `eventum-groups` consumer group the same way (inbox +
+//! handler in one transaction, then ack), and [`handle_delivered`], [`inbox`] and
+//! [`checkpoint`] serve consumers fed by brokers in transactions of their own.
 //!
 //! The tables live in one schema (it may be the event store's), created by versioned
 //! migrations, one `.sql` file per object, recorded in `read_model_migrations`.
 
 pub mod checkpoint;
 pub mod config;
+mod delivered;
 mod documents;
 pub mod error;
+mod group;
 mod handler;
 pub mod inbox;
 pub mod migrate;
@@ -26,8 +29,10 @@ mod projection;
 mod runner;
 
 pub use config::{ConsumerConfig, ReadConfig};
+pub use delivered::{Handled, handle_delivered};
 pub use documents::DocumentTx;
 pub use error::{ConsumerError, HandlerError, InvalidInput, QueryError};
+pub use group::{GroupConsumerConfig, GroupConsumerStatus, PgGroupConsumer};
 pub use handler::{PgHandler, Transaction};
 pub use models::{Document, PgReadModels};
 pub use projection::DocumentProjection;
