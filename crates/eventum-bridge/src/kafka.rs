@@ -6,7 +6,7 @@
 //! re-sends after a crash produces copies, which consumers drop by `ce_id` in an inbox.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -73,12 +73,18 @@ impl Default for KafkaSinkConfig {
 
 /// Publishes to Kafka through an idempotent producer.
 pub struct KafkaSink {
+    state: Arc<Producing>,
+    admin: AdminClient<DefaultClientContext>,
+}
+
+/// The producer and what it knows, shared with pending acknowledgements so that a
+/// failed delivery can renew them.
+struct Producing {
     bootstrap: String,
     config: KafkaSinkConfig,
-    /// Replaced after a fatal producer error (an idempotent producer that lost its
-    /// sequence cannot go on).
+    /// Replaced after a failure (see [`Producing::after_failure`]).
     producer: RwLock<FutureProducer>,
-    admin: AdminClient<DefaultClientContext>,
+    /// Topics created (or found) since the last failure.
     known_topics: Mutex<HashSet<String>>,
 }
 
@@ -114,20 +120,22 @@ impl KafkaSink {
             .map_err(|e| SinkError::Unavailable(format!("Kafka metadata task: {e}")))?
             .map_err(|e| SinkError::Unavailable(format!("Kafka at {bootstrap}: {e}")))?;
         Ok(Self {
-            bootstrap,
-            config,
-            producer: RwLock::new(producer),
+            state: Arc::new(Producing {
+                bootstrap,
+                config,
+                producer: RwLock::new(producer),
+                known_topics: Mutex::new(HashSet::new()),
+            }),
             admin,
-            known_topics: Mutex::new(HashSet::new()),
         })
     }
 
     /// The Kafka topic of relay topic `topic`.
     pub fn topic(&self, topic: &str) -> String {
-        let mut name = if self.config.topic_prefix.is_empty() {
+        let mut name = if self.state.config.topic_prefix.is_empty() {
             topic.to_owned()
         } else {
-            format!("{}.{topic}", self.config.topic_prefix)
+            format!("{}.{topic}", self.state.config.topic_prefix)
         };
         // Relay topics are kebab-case; only an overlong one needs cutting.
         name.truncate(TOPIC_BYTES_MAX);
@@ -150,7 +158,7 @@ impl KafkaSink {
                 )
             })
             .collect();
-        let timeout = Duration::from_millis(self.config.connect_timeout_ms);
+        let timeout = Duration::from_millis(self.state.config.connect_timeout_ms);
         let options = AdminOptions::new()
             .operation_timeout(Some(timeout))
             .request_timeout(Some(timeout));
@@ -174,11 +182,11 @@ impl KafkaSink {
 
     /// Creates the batch's topics this sink has not seen yet (with `create_topics`).
     async fn ensure_topics(&self, batch: &[Message]) -> Result<(), SinkError> {
-        let Some(spec) = &self.config.create_topics else {
+        let Some(spec) = &self.state.config.create_topics else {
             return Ok(());
         };
         let missing: Vec<String> = {
-            let known = self.known_topics.lock().expect("topics lock");
+            let known = self.state.known_topics.lock().expect("topics lock");
             let mut missing: Vec<String> = batch
                 .iter()
                 .map(|m| self.topic(&m.topic))
@@ -192,35 +200,19 @@ impl KafkaSink {
             return Ok(());
         }
         self.create_topics(&missing, spec).await?;
-        self.known_topics
+        self.state
+            .known_topics
             .lock()
             .expect("topics lock")
             .extend(missing);
         Ok(())
     }
 
-    fn producer(&self) -> FutureProducer {
-        self.producer.read().expect("producer lock").clone()
-    }
-
-    /// Replaces the producer when librdkafka reports a fatal error (after which it
-    /// refuses every record).
-    fn renew_if_fatal(&self) {
-        let fatal = self.producer().client().fatal_error();
-        if let Some((code, reason)) = fatal {
-            tracing::warn!(%code, %reason, "Kafka producer hit a fatal error; starting a new one");
-            match new_producer(&self.bootstrap, &self.config) {
-                Ok(p) => *self.producer.write().expect("producer lock") = p,
-                Err(e) => tracing::warn!(error = %e, "cannot start a new Kafka producer"),
-            }
-        }
-    }
-
     /// Queues every record of `batch`, in order; returns once all are queued, with a
     /// future that resolves when all are delivered.
     async fn send_all(&self, batch: &[Message]) -> Result<Acks, SinkError> {
         self.ensure_topics(batch).await?;
-        let producer = self.producer();
+        let producer = self.state.producer();
         let mut deliveries = Vec::with_capacity(batch.len());
         for m in batch {
             let topic = self.topic(&m.topic);
@@ -250,20 +242,49 @@ impl KafkaSink {
                 }
             }
         }
+        let state = self.state.clone();
         Ok(Box::pin(async move {
             for delivery in deliveries {
-                match delivery.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(classify(&e)),
+                let error = match delivery.await {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err((e, _))) => classify(&e),
                     Err(_) => {
-                        return Err(SinkError::Unavailable(
-                            "Kafka producer dropped a delivery report".into(),
-                        ));
+                        SinkError::Unavailable("Kafka producer dropped a delivery report".into())
                     }
-                }
+                };
+                state.after_failure();
+                return Err(error);
             }
             Ok(())
         }))
+    }
+}
+
+impl Producing {
+    fn producer(&self) -> FutureProducer {
+        self.producer.read().expect("producer lock").clone()
+    }
+
+    /// After a failure: forgets which topics exist (a broker that lost its storage lost
+    /// them too, so they are created again) and starts a new producer. The batch is
+    /// re-sent anyway, so nothing depends on the old producer's session, and an
+    /// idempotent producer whose records timed out may not recover by itself: after a
+    /// broker restart that lost its state, the old producer kept timing out every record
+    /// while a new one delivered at once.
+    fn after_failure(&self) {
+        self.known_topics.lock().expect("topics lock").clear();
+        if let Some((code, reason)) = self.producer().client().fatal_error() {
+            tracing::warn!(%code, %reason, "Kafka producer hit a fatal error");
+        }
+        match new_producer(&self.bootstrap, &self.config) {
+            Ok(fresh) => {
+                let old =
+                    std::mem::replace(&mut *self.producer.write().expect("producer lock"), fresh);
+                // Dropping a producer purges and flushes it, blocking up to 500 ms.
+                tokio::task::spawn_blocking(move || drop(old));
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot start a new Kafka producer"),
+        }
     }
 }
 
@@ -331,21 +352,16 @@ impl Sink for KafkaSink {
     }
 
     async fn publish(&self, batch: &[Message]) -> Result<(), SinkError> {
-        let result = self.send(batch).await?.await;
-        if result.is_err() {
-            self.renew_if_fatal();
-        }
-        result
+        self.send(batch).await?.await
     }
 
+    /// A failure to queue or to deliver renews the producer ([`Producing::after_failure`]).
     async fn send(&self, batch: &[Message]) -> Result<Acks, SinkError> {
-        match self.send_all(batch).await {
-            Ok(acks) => Ok(acks),
-            Err(e) => {
-                self.renew_if_fatal();
-                Err(e)
-            }
+        let sent = self.send_all(batch).await;
+        if sent.is_err() {
+            self.state.after_failure();
         }
+        sent
     }
 }
 

@@ -19,6 +19,30 @@ pub fn redis_url() -> String {
     std::env::var("EVENTUM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
+/// `EVENTUM_TEST_KAFKA_URL` (`kafka://host:port`), else the local tansu broker.
+pub fn kafka_url() -> String {
+    std::env::var("EVENTUM_TEST_KAFKA_URL").unwrap_or_else(|_| "kafka://127.0.0.1:9092".into())
+}
+
+/// How to start a Kafka broker for the tests.
+pub const KAFKA_START: &str = "cargo install tansu --locked --features dynostore && tansu broker \
+--listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+--storage-engine memory://tansu/";
+
+/// The tansu binary: `EVENTUM_TANSU`, else the one `.ci/run` installs in
+/// `~/.cache/eventum-tools/bin`, else `tansu` on the PATH.
+pub fn tansu_program() -> String {
+    if let Ok(p) = std::env::var("EVENTUM_TANSU") {
+        return p;
+    }
+    let cached = std::path::Path::new(&std::env::var("HOME").unwrap_or_default())
+        .join(".cache/eventum-tools/bin/tansu");
+    if cached.exists() {
+        return cached.to_string_lossy().into_owned();
+    }
+    "tansu".into()
+}
+
 /// `EVENTUM_TEST_RABBITMQ_URL`, else `EVENTUM_TEST_AMQP_URL` (the name `.ci/run` exports).
 pub fn rabbitmq_url() -> String {
     std::env::var("EVENTUM_TEST_RABBITMQ_URL")
