@@ -93,52 +93,31 @@ async fn bench_store(url: &str, writers: usize, batch: usize, seconds: u64) -> O
     .await;
     store.shutdown();
     drop(store);
-    admin(url, &format!("DROP SCHEMA {schema} CASCADE")).await;
-    out
-}
-
-async fn admin(url: &str, sql: &str) {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    eventum_postgres::baseline::execute(url, &format!("DROP SCHEMA {schema} CASCADE"))
         .await
         .unwrap();
-    tokio::spawn(conn);
-    client.batch_execute(sql).await.unwrap();
+    out
 }
 
 /// The baseline: each writer commits `batch` rows per autocommitted INSERT.
 async fn bench_raw(url: &str, writers: usize, batch: usize, seconds: u64) -> Outcome {
-    let table = format!("bench_raw_{}", uuid::Uuid::now_v7().simple());
-    admin(
-        url,
-        &format!("CREATE TABLE {table} (id bigserial PRIMARY KEY, stream text, data bytea)"),
-    )
-    .await;
-    let mut clients = Vec::new();
-    for _ in 0..writers {
-        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let raw = Arc::new(
+        eventum_postgres::baseline::RawInserts::create(url, writers)
             .await
-            .unwrap();
-        tokio::spawn(conn);
-        clients.push(Arc::new(client));
-    }
-    let clients = Arc::new(clients);
-    let sql = Arc::new(format!(
-        "INSERT INTO {table} (stream, data) SELECT $1, d FROM UNNEST($2::bytea[]) AS d"
-    ));
+            .unwrap(),
+    );
     let payload: Vec<Vec<u8>> = events(batch).iter().map(|e| e.data().to_vec()).collect();
     let payload = Arc::new(payload);
+    let r = raw.clone();
     let out = measure(writers, batch, seconds, move |w, _| {
-        let (clients, sql, payload) = (clients.clone(), sql.clone(), payload.clone());
+        let (raw, payload) = (r.clone(), payload.clone());
         async move {
-            let stream = format!("bench-{w}");
-            clients[w]
-                .execute(sql.as_str(), &[&stream, &*payload])
-                .await
-                .unwrap();
+            let rows: Vec<&[u8]> = payload.iter().map(Vec::as_slice).collect();
+            raw.insert(w, &format!("bench-{w}"), &rows).await.unwrap();
         }
     })
     .await;
-    admin(url, &format!("DROP TABLE {table}")).await;
+    Arc::into_inner(raw).unwrap().finish().await.unwrap();
     out
 }
 

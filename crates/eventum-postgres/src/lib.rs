@@ -12,6 +12,7 @@
 //! ```
 
 mod append;
+pub mod baseline;
 mod config;
 pub mod connect;
 mod error;

@@ -1,5 +1,9 @@
 //! `eventum bench`: durable-append, read and catch-up throughput of the embedded store,
-//! each compared with a raw-disk baseline measured in the same run, in the same directory.
+//! each compared with a raw-disk baseline measured in the same run, in the same directory;
+//! with `--store postgres://…` the same scenarios on the PostgreSQL store, each compared
+//! with raw commits of the same rows on the same server ([`pg`]).
+
+mod pg;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -46,9 +50,13 @@ pub struct BenchArgs {
     /// Print one JSON document instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Keep the bench directory.
+    /// Keep the bench directory (and, with --store, the schema).
     #[arg(long)]
     pub keep: bool,
+    /// Bench the PostgreSQL store at this URL (`postgres://user@host/db`) instead of the
+    /// embedded log; the bench works in a fresh schema and drops it afterwards.
+    #[arg(long)]
+    pub store: Option<String>,
 }
 
 /// One measured scenario.
@@ -69,6 +77,9 @@ pub struct Scenario {
 #[derive(Serialize, Debug)]
 struct Report {
     machine: String,
+    /// The PostgreSQL server and its commit settings, with --store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<String>,
     duration_s: u64,
     event_bytes: usize,
     store_open_ms: f64,
@@ -120,13 +131,18 @@ pub(crate) fn progress(quiet: bool, len: u64, label: &str) -> ProgressBar {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = args.data.join(format!("bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let result = run_in(&args, &dir).await;
-    if !args.keep {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let report = result?;
+    let report = match &args.store {
+        Some(url) => pg::run(&args, url).await?,
+        None => {
+            let dir = args.data.join(format!("bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let result = run_in(&args, &dir).await;
+            if !args.keep {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            result?
+        }
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -151,7 +167,8 @@ async fn run_in(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
     let _ = std::fs::remove_dir_all(&raw_dir);
 
     let store_dir = dir.join("store");
-    let store = LogStore::open(&store_dir, LogConfig::default())?;
+    let log = LogStore::open(&store_dir, LogConfig::default())?;
+    let store: Arc<dyn EventStore> = log.clone();
     let template = NewEvent::from_json("BenchEvent", data.clone())?;
     for &batch in &args.batch {
         for &writers in &args.writers {
@@ -166,37 +183,23 @@ async fn run_in(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
             scenarios.push(s);
         }
     }
-    let have = store.head_position().map_or(0, |p| p + 1);
-    if have < args.read_events {
-        top_up(&store, &template, args.read_events - have, quiet).await?;
-    }
-    store.shutdown();
-    drop(store);
+    top_up_to(&store, &template, args.read_events, quiet).await?;
+    log.shutdown();
+    drop((store, log));
 
     let started = Instant::now();
-    let store = LogStore::open(&store_dir, LogConfig::default())?;
+    let log = LogStore::open(&store_dir, LogConfig::default())?;
     let store_open_ms = started.elapsed().as_secs_f64() * 1e3;
-    let store_events = store.head_position().map_or(0, |p| p + 1);
-    scenarios.push(read_all(&store, store_events, quiet).await?);
-    scenarios.push(catch_up(&store, store_events, quiet).await?);
-    let rss_mib_after_reads = rss_mib();
-    store.shutdown();
-
+    let store: Arc<dyn EventStore> = log.clone();
     let mut all = vec![baseline, fsync];
     all.extend(scenarios);
-    Ok(Report {
-        machine: machine(),
-        duration_s: duration.as_secs(),
-        event_bytes: args.event_bytes,
-        store_open_ms,
-        store_events,
-        rss_mib_after_reads,
-        scenarios: all,
-    })
+    let report = read_and_report(&store, args, store_open_ms, all).await;
+    log.shutdown();
+    report
 }
 
 async fn append_scenario(
-    store: &Arc<LogStore>,
+    store: &Arc<dyn EventStore>,
     template: &NewEvent,
     writers: usize,
     batch: usize,
@@ -204,25 +207,51 @@ async fn append_scenario(
     quiet: bool,
 ) -> anyhow::Result<Scenario> {
     let name = format!("append {writers} writer(s) x {batch}");
+    let streams: Vec<StreamName> = (0..writers)
+        .map(|w| StreamName::new(format!("bench{writers}x{batch}-{w}")))
+        .collect::<Result<_, _>>()?;
+    let (store, template, streams) = (store.clone(), template.clone(), Arc::new(streams));
+    writers_scenario(name, writers, duration, quiet, move |w| {
+        let (store, template, streams) = (store.clone(), template.clone(), streams.clone());
+        async move {
+            let events: Vec<_> = (0..batch)
+                .map(|_| template.clone().with_id(uuid::Uuid::now_v7()))
+                .collect();
+            store
+                .append(&streams[w], ExpectedVersion::Any, events)
+                .await?;
+            Ok(batch as u64)
+        }
+    })
+    .await
+}
+
+/// Runs `writers` tasks calling `op(writer)` back to back for `duration`; each call
+/// returns the events it wrote and its latency is recorded.
+async fn writers_scenario<F, Fut>(
+    name: String,
+    writers: usize,
+    duration: Duration,
+    quiet: bool,
+    op: F,
+) -> anyhow::Result<Scenario>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send + 'static,
+{
     let bar = progress(quiet, duration.as_secs(), &name);
     let events = Arc::new(AtomicU64::new(0));
+    let op = Arc::new(op);
     let started = Instant::now();
     let deadline = started + duration;
     let mut tasks = Vec::with_capacity(writers);
     for w in 0..writers {
-        let store = store.clone();
-        let template = template.clone();
-        let events = events.clone();
-        let stream = StreamName::new(format!("bench{writers}x{batch}-{w}"))?;
+        let (op, events) = (op.clone(), events.clone());
         tasks.push(tokio::spawn(async move {
             let mut latency = histogram();
             while Instant::now() < deadline {
-                let batch: Vec<_> = (0..batch)
-                    .map(|_| template.clone().with_id(uuid::Uuid::now_v7()))
-                    .collect();
-                let n = batch.len() as u64;
                 let t = Instant::now();
-                store.append(&stream, ExpectedVersion::Any, batch).await?;
+                let n = op(w).await?;
                 latency.saturating_record(t.elapsed().as_micros() as u64);
                 events.fetch_add(n, Ordering::Relaxed);
             }
@@ -255,9 +284,46 @@ async fn append_scenario(
     ))
 }
 
+/// Appends events until the store holds `wanted` (for the read scenarios).
+async fn top_up_to(
+    store: &Arc<dyn EventStore>,
+    template: &NewEvent,
+    wanted: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let have = store.head_position().map_or(0, |p| p + 1);
+    if have < wanted {
+        top_up(store, template, wanted - have, quiet).await?;
+    }
+    Ok(())
+}
+
+/// Reads `$all` forward, then catches a subscription up over it, and reports them after
+/// `scenarios`.
+async fn read_and_report(
+    store: &Arc<dyn EventStore>,
+    args: &BenchArgs,
+    store_open_ms: f64,
+    mut scenarios: Vec<Scenario>,
+) -> anyhow::Result<Report> {
+    let store_events = store.head_position().map_or(0, |p| p + 1);
+    scenarios.push(read_all(store, store_events, args.json).await?);
+    scenarios.push(catch_up(store, store_events, args.json).await?);
+    Ok(Report {
+        machine: machine(),
+        server: None,
+        duration_s: args.duration.max(1),
+        event_bytes: args.event_bytes,
+        store_open_ms,
+        store_events,
+        rss_mib_after_reads: rss_mib(),
+        scenarios,
+    })
+}
+
 /// Appends `count` more events in batches of 1,000 from 4 writers.
 async fn top_up(
-    store: &Arc<LogStore>,
+    store: &Arc<dyn EventStore>,
     template: &NewEvent,
     count: u64,
     quiet: bool,
@@ -291,7 +357,11 @@ async fn top_up(
     Ok(())
 }
 
-async fn read_all(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Result<Scenario> {
+async fn read_all(
+    store: &Arc<dyn EventStore>,
+    total: u64,
+    quiet: bool,
+) -> anyhow::Result<Scenario> {
     let bar = progress(quiet, total, "read $all (fresh open)");
     let started = Instant::now();
     let (mut from, mut events) = (0u64, 0u64);
@@ -314,7 +384,11 @@ async fn read_all(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Res
     ))
 }
 
-async fn catch_up(store: &Arc<LogStore>, total: u64, quiet: bool) -> anyhow::Result<Scenario> {
+async fn catch_up(
+    store: &Arc<dyn EventStore>,
+    total: u64,
+    quiet: bool,
+) -> anyhow::Result<Scenario> {
     let bar = progress(quiet, total, "catch-up subscription");
     let started = Instant::now();
     let mut sub = store.subscribe(SubscriptionTarget::All, SubscriptionFrom::Position(0));
@@ -378,6 +452,9 @@ fn print_table(report: &Report) {
         "eventum bench — {} — {} s per scenario, {}-byte events",
         report.machine, report.duration_s, report.event_bytes
     );
+    if let Some(server) = &report.server {
+        println!("server: {server}");
+    }
     println!(
         "{:<36} {:>12} {:>9} {:>9} {:>9} {:>8}",
         "scenario", "events/s", "p50 µs", "p99 µs", "p999 µs", "ratio"
@@ -399,5 +476,11 @@ fn print_table(report: &Report) {
         "store: {} events, opened in {:.0} ms; RSS after reads {:.0} MiB",
         report.store_events, report.store_open_ms, report.rss_mib_after_reads
     );
-    println!("ratio: throughput / raw baseline; for 1 writer x 1, p99 latency / raw fdatasync p99");
+    if report.server.is_some() {
+        println!("ratio: store throughput / the raw insert commits just before it");
+    } else {
+        println!(
+            "ratio: throughput / raw baseline; for 1 writer x 1, p99 latency / raw fdatasync p99"
+        );
+    }
 }
