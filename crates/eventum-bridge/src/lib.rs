@@ -23,6 +23,7 @@ pub mod rabbitmq;
 pub mod redis_streams;
 pub mod relay;
 pub mod sink;
+pub mod spec;
 
 pub use config::{RelayConfig, TopicMapping};
 pub use error::{ConfigError, RelayError, SinkError};
@@ -42,4 +43,5 @@ pub use nats::{NatsSink, NatsSinkConfig};
 pub use rabbitmq::{RabbitMqSink, RabbitMqSinkConfig};
 pub use redis_streams::{RedisSink, RedisSinkConfig};
 pub use relay::{Relay, RelayHandle, RelayProgress, RelayState};
-pub use sink::Sink;
+pub use sink::{Acks, Sink};
+pub use spec::{BridgeSpec, Bridges, SpecError};

@@ -1,18 +1,15 @@
-//! `eventum bridge run`: relays the store's events to a broker (NATS JetStream, Redis
-//! Streams or RabbitMQ, chosen by the `--to` URL's scheme) until SIGINT or SIGTERM.
+//! `eventum bridge run`: relays the store's events to a broker (NATS JetStream, Kafka,
+//! Redis Streams or RabbitMQ, chosen by the `--to` URL's scheme) until SIGINT or SIGTERM.
+//! The flags make one [`BridgeSpec`], the same as a `[[bridge]]` section of
+//! `eventum serve --config`.
 //! The store is opened directly (the embedded log in `--data`, or `--store postgres://…`),
 //! so with the embedded log it runs while no `eventum serve` holds the same directory.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use clap::{Args, Subcommand};
-use eventum_bridge::{
-    NatsSink, NatsSinkConfig, RabbitMqSink, RabbitMqSinkConfig, RedisSink, RedisSinkConfig, Relay,
-    RelayConfig, Sink, TopicMapping,
-};
+use eventum_bridge::{BridgeSpec, Relay};
 use eventum_log::LogConfig;
 
 // The same store opening as `eventum serve --store`.
@@ -32,7 +29,8 @@ enum BridgeCommand {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Broker URL: nats://host:4222, redis://host:6379 or amqp://user:pass@host:5672/%2f.
+    /// Broker URL: nats://host:4222, kafka://host:9092, redis://host:6379 or
+    /// amqp://user:pass@host:5672/%2f.
     #[arg(long)]
     to: String,
     /// Topic per stream `category` (order-events) or per event `type` (order-created).
@@ -41,7 +39,7 @@ struct RunArgs {
     /// Relay name; its checkpoint is the stream `$bridge-{name}-checkpoint`.
     #[arg(long, default_value = "default")]
     name: String,
-    /// NATS subject prefix, Redis key prefix or RabbitMQ exchange.
+    /// NATS subject prefix, Kafka topic prefix, Redis key prefix or RabbitMQ exchange.
     #[arg(long, default_value = "eventum")]
     prefix: String,
     /// NATS only: create (or reuse) this JetStream stream capturing `{prefix}.>`.
@@ -50,6 +48,9 @@ struct RunArgs {
     /// Most events per published batch.
     #[arg(long, default_value_t = 512)]
     batch_events_max: usize,
+    /// Batches sent and not yet acknowledged at once.
+    #[arg(long, default_value_t = 4)]
+    batches_in_flight_max: usize,
     /// Data directory of the embedded log (without --store).
     #[arg(long, default_value = "./eventum-data")]
     data: PathBuf,
@@ -67,61 +68,26 @@ pub async fn run(args: BridgeArgs) -> anyhow::Result<()> {
     }
 }
 
-async fn sink_for(args: &RunArgs) -> anyhow::Result<Arc<dyn Sink>> {
-    let url = args.to.as_str();
-    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or_default();
-    let sink: Arc<dyn Sink> = match scheme {
-        "nats" => {
-            let config = NatsSinkConfig {
-                subject_prefix: args.prefix.clone(),
-                ..NatsSinkConfig::default()
-            };
-            let sink = NatsSink::connect(url, config).await?;
-            if let Some(stream) = &args.create_stream {
-                // A day of duplicate window: a relay re-sends at most what followed its
-                // last checkpoint, however long the outage lasted.
-                sink.ensure_stream(stream, Duration::from_secs(24 * 3600))
-                    .await?;
-            }
-            Arc::new(sink)
+impl RunArgs {
+    fn spec(&self) -> BridgeSpec {
+        BridgeSpec {
+            name: self.name.clone(),
+            to: Some(self.to.clone()),
+            topics: Some(self.topics.clone()),
+            prefix: Some(self.prefix.clone()),
+            create_stream: self.create_stream.clone(),
+            batch_events_max: Some(self.batch_events_max),
+            batches_in_flight_max: Some(self.batches_in_flight_max),
+            ..BridgeSpec::default()
         }
-        "redis" | "rediss" => {
-            let config = RedisSinkConfig {
-                key_prefix: args.prefix.clone(),
-                ..RedisSinkConfig::default()
-            };
-            Arc::new(RedisSink::connect(url, config).await?)
-        }
-        "amqp" | "amqps" => {
-            let config = RabbitMqSinkConfig {
-                exchange: args.prefix.clone(),
-                ..RabbitMqSinkConfig::default()
-            };
-            Arc::new(RabbitMqSink::connect(url, config).await?)
-        }
-        _ => {
-            return Err(anyhow!(
-                "--to {url:?}: expected a nats://, redis:// or amqp:// URL"
-            ));
-        }
-    };
-    if args.create_stream.is_some() && scheme != "nats" {
-        return Err(anyhow!("--create-stream is for nats:// only"));
     }
-    Ok(sink)
 }
 
 async fn run_relay(args: RunArgs) -> anyhow::Result<()> {
-    let topics: TopicMapping = args.topics.parse()?;
-    let config = RelayConfig {
-        topics,
-        batch_events_max: args.batch_events_max,
-        ..RelayConfig::named(args.name.clone())
-    };
-    config.validate()?;
-    let sink = sink_for(&args)
-        .await
-        .with_context(|| format!("cannot reach the broker at {}", args.to))?;
+    let spec = args.spec();
+    spec.validate()?;
+    let config = spec.relay_config()?;
+    let sink = spec.connect_sink().await?;
     let store = bridge_store::OpenedStore::open(
         args.store.as_deref(),
         &args.store_schema,

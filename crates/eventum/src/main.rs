@@ -10,6 +10,7 @@ mod groups;
 mod read;
 mod sagas;
 mod serve;
+mod serve_config;
 mod shop;
 mod shop_load;
 mod shop_load_ws;

@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// PostgreSQL schema holding the store's tables (with --store postgres://…).
     #[arg(long, default_value = "eventum")]
     pub store_schema: String,
+    /// Config file (TOML) whose `[[bridge]]` sections start relays and inbound bridges
+    /// inside the server (see README).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub shop: crate::shop::ShopServeArgs,
 }
@@ -57,6 +61,7 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let file = crate::serve_config::ConfigFile::load(args.config.as_deref())?;
     let config = args.log_config();
     let store = serve_store::OpenedStore::open(
         args.store.as_deref(),
@@ -77,6 +82,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let shop = match args.shop.start(&args.data, store.as_dyn()).await {
         Ok(s) => s,
         Err(e) => {
+            groups.shutdown().await;
+            store.shutdown();
+            return Err(e);
+        }
+    };
+    let bridges = match file
+        .start_bridges(store.as_dyn(), shop.as_ref(), &args.data)
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            if let Some(shop) = shop {
+                shop.shutdown().await;
+            }
             groups.shutdown().await;
             store.shutdown();
             return Err(e);
@@ -115,6 +134,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     // Final checkpoints first (they are appends), then flush the index and stop the
     // writer, even if serving failed.
+    if let Some(bridges) = bridges {
+        bridges.stop().await;
+    }
     if let Some(shop) = shop {
         shop.shutdown().await;
     }

@@ -103,8 +103,8 @@ fn bad_arguments_are_refused_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
     for (args, message) in [
         (
-            vec!["--to", "kafka://x:9092"],
-            "expected a nats://, redis:// or amqp:// URL",
+            vec!["--to", "http://x:9092"],
+            "expected a nats://, kafka://, redis:// or amqp:// URL",
         ),
         (
             vec!["--to", "nats://127.0.0.1:4222", "--topics", "stream"],
