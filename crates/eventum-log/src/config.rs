@@ -39,6 +39,11 @@ pub struct LogConfig {
     pub index_memtable_events_max: usize,
     /// Bytes of decoded-segment read buffer per reader.
     pub read_buffer_bytes: usize,
+    /// Events a stream read fetches on the caller's task before handing the rest to the
+    /// blocking pool. Aggregate loads are mostly a few events already in the page cache:
+    /// reading them in place saves two thread hand-offs, and the bound keeps the time a
+    /// runtime worker blocks short. 0 sends every read to the pool.
+    pub inline_read_events_max: usize,
 }
 
 impl Default for LogConfig {
@@ -57,6 +62,7 @@ impl Default for LogConfig {
             index_cache_bytes: 32 * 1024 * 1024,
             index_memtable_events_max: 262_144,
             read_buffer_bytes: 1024 * 1024,
+            inline_read_events_max: 64,
         }
     }
 }

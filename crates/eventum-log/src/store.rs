@@ -232,11 +232,35 @@ impl EventStore for LogStore {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, ReadError> {
         self.limits().check_read_limit(limit)?;
+        let forward = direction == ReadDirection::Forward;
         let stream = stream.to_string();
-        self.blocking(move |s| {
-            s.read_stream(&stream, from, direction == ReadDirection::Forward, limit)
-        })
-        .await
+        let inline = limit.min(self.shared.config.inline_read_events_max);
+        if inline == 0 {
+            return self
+                .blocking(move |s| s.read_stream(&stream, from, forward, limit))
+                .await;
+        }
+        self.shared.caught_up().await?;
+        let mut events = self.shared.read_stream(&stream, from, forward, inline)?;
+        let next = match events.last() {
+            _ if events.len() < inline || inline == limit => None,
+            Some(last) if forward => Some(last.version + 1),
+            Some(last) => last.version.checked_sub(1),
+            None => None,
+        };
+        if let Some(next) = next {
+            let rest = limit - events.len();
+            let more = self
+                .blocking(move |s| s.read_stream(&stream, Some(next), forward, rest))
+                .await;
+            match more {
+                Ok(more) => events.extend(more),
+                // Deleted between the two reads: what the first read saw stands.
+                Err(ReadError::StreamNotFound { .. } | ReadError::StreamDeleted { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(events)
     }
 
     async fn read_all(
@@ -295,16 +319,19 @@ impl EventStore for LogStore {
     }
 
     async fn stream_state(&self, stream: &StreamName) -> Result<StreamState, ReadError> {
-        let name = stream.to_string();
-        self.blocking(move |s| {
-            let row = s.index.stream_row(&name)?.unwrap_or_default();
-            Ok(StreamState {
-                version: ActualVersion::from_option(row.last_version),
-                deleted: row.deleted,
-                metadata: row.metadata,
-            })
+        // One index lookup: cheap enough for the caller's task (see
+        // `inline_read_events_max`).
+        self.shared.caught_up().await?;
+        let row = self
+            .shared
+            .index
+            .stream_row(stream.as_str())?
+            .unwrap_or_default();
+        Ok(StreamState {
+            version: ActualVersion::from_option(row.last_version),
+            deleted: row.deleted,
+            metadata: row.metadata,
         })
-        .await
     }
 
     fn subscribe(&self, target: SubscriptionTarget, from: SubscriptionFrom) -> Subscription {

@@ -11,7 +11,8 @@ pub struct RepositoryConfig {
     /// with jitter, so that contending writers spread out.
     pub conflict_delay_initial: Duration,
     pub conflict_delay_max: Duration,
-    /// Write a snapshot whenever the version crosses a multiple of this; `None` never.
+    /// Write a snapshot whenever the version crosses a multiple of this; `None` never
+    /// (and loads read no snapshot).
     pub snapshot_every_events: Option<u64>,
     /// Snapshot writes running at once; more are skipped (the next boundary retries).
     pub snapshot_writes_in_flight_max: usize,

@@ -369,8 +369,15 @@ impl<A: Aggregate> Repository<A> {
     }
 
     async fn load_stream(&self, stream: &StreamName) -> Result<Loaded<A>, DispatchError> {
-        let snapshot =
-            snapshot::load::<A>(self.store.as_ref(), stream, A::SNAPSHOT_SCHEMA_VERSION).await;
+        // Without snapshots configured, no snapshot read: short-lived aggregates (an order,
+        // a payment) save a lookup per load. A snapshot left by an earlier configuration
+        // is only an optimisation, so ignoring it is correct.
+        let snapshot = match self.config.snapshot_every_events {
+            Some(_) => {
+                snapshot::load::<A>(self.store.as_ref(), stream, A::SNAPSHOT_SCHEMA_VERSION).await
+            }
+            None => None,
+        };
         let mut loaded = snapshot.unwrap_or_else(Loaded::empty);
         let page = self
             .config

@@ -1,45 +1,32 @@
 //! The bounded in-memory cache of saga instances: least recently used out first. A dropped
 //! instance is only a cache miss: its stream has everything.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
 
 use crate::instance::Instance;
 
 pub struct InstanceCache<S> {
-    entries: HashMap<String, (u64, Instance<S>)>,
-    tick: u64,
-    capacity: usize,
+    entries: LruCache<String, Instance<S>>,
 }
 
 impl<S> InstanceCache<S> {
     pub fn new(capacity: usize) -> Self {
         Self {
-            entries: HashMap::new(),
-            tick: 0,
-            capacity: capacity.max(1),
+            entries: LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("at least 1")),
         }
     }
 
     /// Takes the instance out (the caller puts it back when done with it).
     pub fn take(&mut self, key: &str) -> Option<Instance<S>> {
-        self.entries.remove(key).map(|(_, i)| i)
+        self.entries.pop(key)
     }
 
+    /// Puts the instance in as the most recently used, dropping the least recently used
+    /// one when full.
     pub fn put(&mut self, instance: Instance<S>) {
-        if self.entries.len() >= self.capacity && !self.entries.contains_key(&instance.key) {
-            // A linear scan: the cache is small and eviction happens only when it is full.
-            if let Some(oldest) = self
-                .entries
-                .iter()
-                .min_by_key(|(_, (tick, _))| *tick)
-                .map(|(k, _)| k.clone())
-            {
-                self.entries.remove(&oldest);
-            }
-        }
-        self.tick += 1;
-        self.entries
-            .insert(instance.key.clone(), (self.tick, instance));
+        self.entries.put(instance.key.clone(), instance);
     }
 
     #[cfg(test)]

@@ -100,6 +100,7 @@ async fn shop(
     config.demo_catalog = false;
     config.flow = flow;
     config.flow_partitions = partitions;
+    config.flow_orders_in_flight_max = env("SHOP_BENCH_IN_FLIGHT", 256);
     let running = RunningShop::start(store.clone(), config)
         .await
         .expect("shop");
@@ -182,6 +183,12 @@ async fn shop(
     }
     let per_s = confirmed as f64 / last.duration_since(started).as_secs_f64();
     let events = store.head_position().unwrap_or(0) - from;
+    if std::env::var_os("SHOP_BENCH_TYPES").is_some() {
+        eprintln!(
+            "  events by type: {:?}",
+            count_types(store.as_ref(), from).await
+        );
+    }
     running.shutdown().await;
     log.shutdown();
     Row {
@@ -198,6 +205,37 @@ async fn shop(
             events as f64 / placed.len() as f64
         ),
     }
+}
+
+/// Events written from `from` on, by type (the diagnosis of an order's cost).
+async fn count_types(store: &dyn EventStore, from: u64) -> Vec<(String, usize)> {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    let mut next = from;
+    loop {
+        let page = store
+            .read_all(Some(next), eventum_core::ReadDirection::Forward, 10_000)
+            .await
+            .expect("read");
+        for e in &page {
+            let kind = if e.stream.starts_with('$') {
+                format!(
+                    "{} in {}",
+                    e.event_type,
+                    e.stream.split('-').next().unwrap_or("")
+                )
+            } else {
+                e.event_type.clone()
+            };
+            *counts.entry(kind).or_default() += 1;
+        }
+        match page.last() {
+            Some(last) if page.len() == 10_000 => next = last.position + 1,
+            _ => break,
+        }
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts
 }
 
 #[tokio::main]

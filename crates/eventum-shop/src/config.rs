@@ -89,6 +89,9 @@ pub struct ShopConfig {
     /// redelivers at most this many events, which the flow handles idempotently.
     /// Default 10,000.
     pub flow_checkpoint_every_events: u64,
+    /// Orders a flow runner works on at once (saga instances, or source streams of a
+    /// reactor); one order's steps stay in order. Default 256.
+    pub flow_orders_in_flight_max: usize,
     /// Group commit of stock commands per product.
     pub stock_batching: BatcherConfig,
     /// Seed a demo catalog when the store has no product. Default true.
@@ -121,6 +124,7 @@ impl ShopConfig {
             flow: FlowStyle::default(),
             flow_partitions: 1,
             flow_checkpoint_every_events: 10_000,
+            flow_orders_in_flight_max: 256,
             stock_batching: BatcherConfig::default(),
             demo_catalog: true,
             list_limit_max: 100,
@@ -142,10 +146,11 @@ impl ShopConfig {
             || self.list_limit_max == 0
             || self.hashing.concurrent_max == 0
             || self.flow_checkpoint_every_events == 0
+            || self.flow_orders_in_flight_max == 0
         {
-            return Err(
-                "token_ttl_s, list_limit_max and hashing.concurrent_max must be positive".into(),
-            );
+            return Err("token_ttl_s, list_limit_max, hashing.concurrent_max, \
+                 flow_checkpoint_every_events and flow_orders_in_flight_max must be positive"
+                .into());
         }
         Ok(())
     }

@@ -94,21 +94,24 @@ impl RunningShop {
     ) -> anyhow::Result<RunningShop> {
         config.check().map_err(anyhow::Error::msg)?;
         let repo_config = RepositoryConfig::default();
+        // Orders, reservations, payments and notifications live for a few events each:
+        // snapshots would only cost a lookup per load.
+        let short_lived = RepositoryConfig {
+            snapshot_every_events: None,
+            ..RepositoryConfig::default()
+        };
         let users = Arc::new(Repository::<User>::new(store.clone(), repo_config.clone()));
-        let products = Arc::new(Repository::<Product>::new(
-            store.clone(),
-            repo_config.clone(),
-        ));
-        let orders = Arc::new(Repository::<Order>::new(store.clone(), repo_config.clone()));
+        let products = Arc::new(Repository::<Product>::new(store.clone(), repo_config));
+        let orders = Arc::new(Repository::<Order>::new(store.clone(), short_lived.clone()));
         let reservations = Arc::new(Repository::<Reservation>::new(
             store.clone(),
-            repo_config.clone(),
+            short_lived.clone(),
         ));
         let payments = Arc::new(Repository::<Payment>::new(
             store.clone(),
-            repo_config.clone(),
+            short_lived.clone(),
         ));
-        let notifications = Repository::<Notification>::new(store.clone(), repo_config);
+        let notifications = Repository::<Notification>::new(store.clone(), short_lived);
         let bus = Arc::new(
             CommandBus::builder(BusConfig::default())
                 .handler(Shared(users.clone()))?
@@ -169,10 +172,12 @@ impl RunningShop {
         }
         let saga_config = SagaConfig {
             checkpoint_every_events: config.flow_checkpoint_every_events,
+            instances_in_flight_max: config.flow_orders_in_flight_max,
             ..SagaConfig::default()
         };
         let reactor_config = ReactorConfig {
             checkpoint_every_events: config.flow_checkpoint_every_events,
+            streams_in_flight_max: config.flow_orders_in_flight_max,
             ..ReactorConfig::default()
         };
         let mut flows = Vec::new();

@@ -119,6 +119,7 @@ macro_rules! store_contract_tests {
             rejects_bad_read_limits,
             read_stream_forward,
             read_stream_backward,
+            read_long_stream_across_pages,
             read_missing_stream,
             read_all_forward_and_backward,
             read_category_in_global_order,

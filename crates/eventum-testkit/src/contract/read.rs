@@ -88,6 +88,33 @@ pub async fn read_stream_backward(f: &dyn StoreFactory) {
     assert_eq!(back, fwd, "backward is forward reversed");
 }
 
+/// Reads longer than a store's internal page (the embedded store reads the first events
+/// on the caller's task and the rest in the blocking pool) are whole and in order.
+pub async fn read_long_stream_across_pages(f: &dyn StoreFactory) {
+    let t = f.create().await;
+    let s = &*t.store;
+    for _ in 0..3 {
+        append_ok(s, "long-1", ExpectedVersion::Any, events(100)).await;
+    }
+    let (fwd, bwd) = (ReadDirection::Forward, ReadDirection::Backward);
+    assert_eq!(
+        read_versions(s, "long-1", Some(5), fwd, 250).await,
+        (5..255).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read_versions(s, "long-1", Some(290), fwd, 250).await,
+        (290..300).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read_versions(s, "long-1", None, bwd, 200).await,
+        (100..300).rev().collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read_versions(s, "long-1", Some(70), bwd, 100).await,
+        (0..=70).rev().collect::<Vec<_>>()
+    );
+}
+
 pub async fn read_missing_stream(f: &dyn StoreFactory) {
     let t = f.create().await;
     let s = &*t.store;
