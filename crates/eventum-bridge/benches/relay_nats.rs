@@ -1,9 +1,11 @@
 //! Relay throughput to NATS JetStream with broker acknowledgements, against a same-run
 //! baseline: the same number of messages published straight to JetStream with
-//! async-nats, pipelined in the same window and every ack awaited (no store, no mapping).
-//! Usage: `cargo bench -p eventum-bridge --bench relay_nats -- [events] [batch]`
-//! (defaults 100000 and 512); NATS from `EVENTUM_TEST_NATS_URL` or localhost.
+//! async-nats, with as many unacknowledged at once as the relay may have (`batch ×
+//! in_flight`), every ack awaited (no store, no mapping, no CloudEvents headers).
+//! Usage: `cargo bench -p eventum-bridge --bench relay_nats -- [events] [batch] [in_flight]`
+//! (defaults 100000, 512, 4); NATS from `EVENTUM_TEST_NATS_URL` or localhost.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,25 +41,24 @@ async fn fresh_stream(js: &jetstream::Context, prefix: &str) -> String {
     name
 }
 
-async fn baseline(js: &jetstream::Context, events: usize, batch: usize, body: &Bytes) -> f64 {
+async fn baseline(js: &jetstream::Context, events: usize, window: usize, body: &Bytes) -> f64 {
     let prefix = unique("braw");
     let stream = fresh_stream(js, &prefix).await;
     let subject = format!("{prefix}.order-events");
     let start = Instant::now();
-    let mut sent = 0;
-    while sent < events {
-        let n = batch.min(events - sent);
-        let mut acks = Vec::with_capacity(n);
-        for _ in 0..n {
-            let publish = jetstream::message::PublishMessage::build()
-                .message_id(uuid::Uuid::now_v7().to_string())
-                .payload(body.clone());
-            acks.push(js.send_publish(subject.clone(), publish).await.unwrap());
-        }
-        for ack in acks {
+    let mut pending = VecDeque::with_capacity(window);
+    for _ in 0..events {
+        if pending.len() >= window {
+            let ack: jetstream::context::PublishAckFuture = pending.pop_front().unwrap();
             ack.await.unwrap();
         }
-        sent += n;
+        let publish = jetstream::message::PublishMessage::build()
+            .message_id(uuid::Uuid::now_v7().to_string())
+            .payload(body.clone());
+        pending.push_back(js.send_publish(subject.clone(), publish).await.unwrap());
+    }
+    for ack in pending {
+        ack.await.unwrap();
     }
     let rate = events as f64 / start.elapsed().as_secs_f64();
     js.delete_stream(&stream).await.unwrap();
@@ -69,12 +70,14 @@ async fn relay(
     store: Arc<dyn EventStore>,
     events: usize,
     batch: usize,
+    in_flight: usize,
 ) -> f64 {
     let prefix = unique("brel");
     let sink = Arc::new(NatsSink::from_client(
         client,
         NatsSinkConfig {
             subject_prefix: prefix.clone(),
+            acks_in_flight_max: batch * in_flight,
             ..NatsSinkConfig::default()
         },
     ));
@@ -85,6 +88,7 @@ async fn relay(
         sink.clone(),
         RelayConfig {
             batch_events_max: batch,
+            batches_in_flight_max: in_flight,
             ..RelayConfig::named(&prefix)
         },
     )
@@ -114,8 +118,13 @@ async fn relay(
 }
 
 /// The sink alone: the relay's own messages (same headers and bodies), mapped before the
-/// clock starts, published batch by batch with every ack awaited.
-async fn sink_only(client: async_nats::Client, store: &Arc<dyn EventStore>, batch: usize) -> f64 {
+/// clock starts, sent with the same window of batches in flight, every ack awaited.
+async fn sink_only(
+    client: async_nats::Client,
+    store: &Arc<dyn EventStore>,
+    batch: usize,
+    in_flight: usize,
+) -> f64 {
     let mut messages = Vec::new();
     let mut from = 0;
     loop {
@@ -136,13 +145,22 @@ async fn sink_only(client: async_nats::Client, store: &Arc<dyn EventStore>, batc
         client,
         NatsSinkConfig {
             subject_prefix: prefix.clone(),
+            acks_in_flight_max: batch * in_flight,
             ..NatsSinkConfig::default()
         },
     );
     let stream = fresh_stream(sink.jetstream(), &prefix).await;
     let start = Instant::now();
+    let mut pending = VecDeque::new();
     for chunk in messages.chunks(batch) {
-        sink.publish(chunk).await.unwrap();
+        if pending.len() >= in_flight {
+            let acks: eventum_bridge::Acks = pending.pop_front().unwrap();
+            acks.await.unwrap();
+        }
+        pending.push_back(sink.send(chunk).await.unwrap());
+    }
+    for acks in pending {
+        acks.await.unwrap();
     }
     let rate = messages.len() as f64 / start.elapsed().as_secs_f64();
     sink.jetstream().delete_stream(&stream).await.unwrap();
@@ -153,13 +171,14 @@ async fn sink_only(client: async_nats::Client, store: &Arc<dyn EventStore>, batc
 async fn main() {
     let events = arg(1, 100_000);
     let batch = arg(2, 512);
+    let in_flight = arg(3, 4);
     let url =
         std::env::var("EVENTUM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
     let client = async_nats::connect(&url)
         .await
         .unwrap_or_else(|e| panic!("NATS unreachable at {url}: {e}; start `nats-server -js`"));
     let js = jetstream::ContextBuilder::new()
-        .max_ack_inflight(4_096)
+        .max_ack_inflight(batch * in_flight)
         .build(client.clone());
 
     let dir = tempfile::tempdir().unwrap();
@@ -179,12 +198,14 @@ async fn main() {
         appended += n;
     }
 
-    println!("relay to NATS JetStream: {events} events, batch {batch}, file storage, acks awaited");
+    println!(
+        "relay to NATS JetStream: {events} events, batch {batch}, {in_flight} batches in flight, file storage, acks awaited"
+    );
     println!("{:<38} {:>14} {:>8}", "run", "events/s", "ratio");
     for round in 1..=2 {
-        let raw = baseline(&js, events, batch, &body).await;
-        let sink = sink_only(client.clone(), &store, batch).await;
-        let relayed = relay(client.clone(), store.clone(), events, batch).await;
+        let raw = baseline(&js, events, batch * in_flight, &body).await;
+        let sink = sink_only(client.clone(), &store, batch, in_flight).await;
+        let relayed = relay(client.clone(), store.clone(), events, batch, in_flight).await;
         println!(
             "{:<38} {:>14.0} {:>8}",
             format!("round {round}: raw JetStream publish"),

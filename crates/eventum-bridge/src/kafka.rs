@@ -214,8 +214,14 @@ impl KafkaSink {
         self.ensure_topics(batch).await?;
         let producer = self.state.producer();
         let mut deliveries = Vec::with_capacity(batch.len());
+        // Consecutive messages mostly share a topic: name it once per run.
+        let mut topic = String::new();
+        let mut topic_of = "";
         for m in batch {
-            let topic = self.topic(&m.topic);
+            if topic.is_empty() || topic_of != m.topic {
+                topic = self.topic(&m.topic);
+                topic_of = &m.topic;
+            }
             let mut headers = OwnedHeaders::new_with_capacity(m.headers.len());
             for (name, value) in &m.headers {
                 headers = headers.insert(Header {

@@ -4,12 +4,13 @@
 
 use std::time::Duration;
 
-use async_nats::HeaderMap;
+use async_nats::header::HeaderName;
 use async_nats::jetstream::{self, message::PublishMessage as Publish};
+use async_nats::{HeaderMap, Subject};
 use async_trait::async_trait;
 
 use crate::error::{ConfigError, SinkError};
-use crate::message::Message;
+use crate::message::{Message, header};
 use crate::sink::{Acks, Sink};
 
 /// Settings of a [`NatsSink`].
@@ -109,11 +110,17 @@ impl NatsSink {
     }
 }
 
+/// The message's headers plus `Nats-Msg-Id` = event id (the `ce_id` text). Names are
+/// static and values moved in, so building the map costs one allocation per value.
 fn headers_of(message: &Message) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in &message.headers {
-        headers.insert(*name, value.as_str());
+        headers.insert(HeaderName::from_static(name), value.clone());
     }
+    let id = message
+        .header(header::CE_ID)
+        .map_or_else(|| message.id.to_string(), str::to_owned);
+    headers.insert(async_nats::header::NATS_MESSAGE_ID, id);
     headers
 }
 
@@ -131,15 +138,23 @@ impl Sink for NatsSink {
         // Send the whole batch, then await the acks: one connection keeps publish order,
         // so the stream stores the batch in order while the round trips overlap.
         let mut acks = Vec::with_capacity(batch.len());
+        // Consecutive messages mostly share a topic: build its subject once per run.
+        let mut subject: Option<(&str, Subject)> = None;
         for message in batch {
-            // `headers` replaces the whole map, so `message_id` comes after it.
             let publish = Publish::build()
                 .headers(headers_of(message))
-                .message_id(message.id.to_string())
                 .payload(message.body.clone());
+            let to = match &subject {
+                Some((topic, s)) if *topic == message.topic => s.clone(),
+                _ => {
+                    let s = Subject::from(self.subject(&message.topic));
+                    subject = Some((message.topic.as_str(), s.clone()));
+                    s
+                }
+            };
             let ack = self
                 .jetstream
-                .send_publish(self.subject(&message.topic), publish)
+                .send_publish(to, publish)
                 .await
                 .map_err(|e| SinkError::Unavailable(format!("publish: {e}")))?;
             acks.push(ack);

@@ -11,7 +11,7 @@ use eventum_core::{
     EventStore, RecordedEvent, StorageError, StreamName, Subscription, SubscriptionFrom,
     SubscriptionTarget,
 };
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -293,12 +293,25 @@ impl Runner {
         subscription: &mut Subscription,
         linger: Duration,
     ) -> Result<InFlight, RelayError> {
-        let mut events = vec![first];
-        let deadline = Instant::now() + linger;
-        while events.len() < self.config.batch_events_max {
-            match tokio::time::timeout_at(deadline, subscription.next()).await {
-                Ok(item) => events.push(taken(item)?),
-                Err(_) => break,
+        let max = self.config.batch_events_max;
+        let mut events = Vec::with_capacity(max.min(4_096));
+        events.push(first);
+        // What is ready now (a catch-up has whole pages ready) costs no timer.
+        while events.len() < max {
+            match subscription.next().now_or_never() {
+                Some(item) => events.push(taken(item)?),
+                None => break,
+            }
+        }
+        if events.len() < max {
+            let linger = tokio::time::sleep(linger);
+            tokio::pin!(linger);
+            while events.len() < max {
+                tokio::select! {
+                    biased;
+                    item = subscription.next() => events.push(taken(item)?),
+                    () = &mut linger => break,
+                }
             }
         }
         let last_position = events.last().map_or(self.next_position, |e| e.position);
