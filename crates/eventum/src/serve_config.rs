@@ -98,4 +98,16 @@ mod tests {
         let err = format!("{:#}", ConfigFile::parse(missing_into).unwrap_err());
         assert!(err.contains("into"), "{err}");
     }
+
+    #[test]
+    fn the_readme_example_is_valid() {
+        let readme = include_str!("../../../README.md");
+        let example = readme
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("README has a toml example");
+        let file = ConfigFile::parse(example).unwrap();
+        assert_eq!(file.bridge.len(), 2);
+    }
 }
