@@ -66,7 +66,7 @@ async fn lock_stream(
 /// The original result if `events` were already appended to `stream` as one batch under
 /// `expected` (a retry after a lost acknowledgement).
 pub(crate) async fn find_retry(
-    tx: &Transaction<'_>,
+    tx: &deadpool_postgres::ClientWrapper,
     stream: &str,
     expected: ExpectedVersion,
     locked: &Locked,
@@ -178,7 +178,7 @@ async fn write(
         .await
         .map_err(storage)?;
     let first: i64 = row.get(0);
-    apply_system_events(tx, stream, events).await?;
+    apply_system_events(&**tx, stream, events).await?;
     Ok(AppendResult {
         next_expected_version: (first_version + n - 1) as u64,
         position: (first + n - 1) as u64,
@@ -187,7 +187,7 @@ async fn write(
 
 /// Events in a metadata stream `$${x}` change `x`'s row: deletion and retention.
 pub(crate) async fn apply_system_events(
-    tx: &Transaction<'_>,
+    tx: &impl tokio_postgres::GenericClient,
     stream: &str,
     events: &[NewEvent],
 ) -> Result<(), StorageError> {

@@ -22,6 +22,10 @@ pub struct PgConfig {
     pub connect_timeout_ms: u64,
     /// Most appends one group-commit transaction carries. Default 256.
     pub group_appends_max: usize,
+    /// Longest a group waits for the appends the committer expects (those the last group
+    /// answered, who usually append again at once, plus those that arrived meanwhile)
+    /// before it commits with fewer; 0 commits whatever is queued. Default 1,000 µs.
+    pub group_linger_us_max: u64,
     /// Most appends waiting for the committer; further callers wait for space.
     /// Default 4,096.
     pub append_queue_max: usize,
@@ -55,6 +59,7 @@ impl PgConfig {
             pool_wait_ms_max: 5_000,
             connect_timeout_ms: 5_000,
             group_appends_max: 256,
+            group_linger_us_max: 1_000,
             append_queue_max: 4_096,
             limits: Limits::default(),
             live_buffer_batches: 1_024,

@@ -11,6 +11,7 @@
 
 use std::collections::HashSet;
 
+use deadpool_postgres::Object;
 use eventum_core::{
     AppendError, AppendResult, ExpectedVersion, NewEvent, StorageError, StorageErrorKind,
     StreamName,
@@ -58,12 +59,21 @@ pub(crate) async fn append(
 }
 
 /// Takes groups off the queue until the store shuts down.
+///
+/// Lingering: a group waits (at most `group_linger_us_max`) until as many appends are
+/// queued as the last group answered plus those that arrived while it committed. Without
+/// it, writers that wait for their append before the next one split into two cohorts that
+/// take turns — the appends that arrive during a commit form the next group while the
+/// ones just answered queue behind it — and every writer waits for two commits; with it,
+/// they share one commit and one WAL flush again.
 pub(crate) async fn run_committer(
     inner: std::sync::Arc<Inner>,
     mut queue: mpsc::Receiver<Request>,
 ) {
     let group_max = inner.config.group_appends_max.max(1);
+    let linger = std::time::Duration::from_micros(inner.config.group_linger_us_max);
     let mut deferred: Vec<Request> = Vec::new();
+    let mut expected = 0usize;
     loop {
         let mut group = std::mem::take(&mut deferred);
         if group.is_empty() {
@@ -72,28 +82,66 @@ pub(crate) async fn run_committer(
                 None => return,
             }
         }
-        while group.len() < group_max {
-            match queue.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
+        drain(&mut queue, &mut group, group_max);
+        let want = expected.min(group_max);
+        if group.len() < want && !linger.is_zero() {
+            let deadline = tokio::time::Instant::now() + linger;
+            while group.len() < want {
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(r)) => {
+                        group.push(r);
+                        drain(&mut queue, &mut group, group_max);
+                    }
+                    Ok(None) | Err(_) => break,
+                }
             }
         }
-        deferred = commit_group(&inner, group).await;
+        let outcome = commit_group(&inner, group, &queue).await;
+        expected = outcome.answered + outcome.queued_meanwhile;
+        deferred = outcome.deferred;
     }
 }
 
-/// Writes one group; returns the requests that must go into the next group: a second
-/// request on a stream already written in this group, or one repeating event ids of an
-/// earlier request (a concurrent retry, which must see that request committed to be
-/// recognised as a retry).
-async fn commit_group(inner: &Inner, group: Vec<Request>) -> Vec<Request> {
-    match try_commit_group(inner, group).await {
-        Ok(deferred) => deferred,
+/// Moves queued requests into `group`, up to `group_max`.
+fn drain(queue: &mut mpsc::Receiver<Request>, group: &mut Vec<Request>, group_max: usize) {
+    while group.len() < group_max {
+        match queue.try_recv() {
+            Ok(r) => group.push(r),
+            Err(_) => break,
+        }
+    }
+}
+
+/// What became of a group.
+struct Outcome {
+    /// Requests for the next group (see [`try_commit_group`]).
+    deferred: Vec<Request>,
+    /// Requests answered after the count below: written, or failed with the group.
+    /// (Refusals are answered before the commit; those that append again at once are
+    /// among the queued ones.)
+    answered: usize,
+    /// Requests queued while the group committed, counted before the answers went out.
+    queued_meanwhile: usize,
+}
+
+/// Writes one group; see [`try_commit_group`].
+async fn commit_group(
+    inner: &Inner,
+    group: Vec<Request>,
+    queue: &mpsc::Receiver<Request>,
+) -> Outcome {
+    match try_commit_group(inner, group, queue).await {
+        Ok(outcome) => outcome,
         Err((e, requests)) => {
+            let outcome = Outcome {
+                deferred: Vec::new(),
+                answered: requests.len(),
+                queued_meanwhile: queue.len(),
+            };
             for r in requests {
                 let _ = r.reply.send(Err(AppendError::Storage(e.clone())));
             }
-            Vec::new()
+            outcome
         }
     }
 }
@@ -109,22 +157,16 @@ fn lock_key(stream: &StreamName) -> (String, bool) {
 
 type GroupError = (StorageError, Vec<Request>);
 
-async fn try_commit_group(
-    inner: &Inner,
-    mut group: Vec<Request>,
-) -> Result<Vec<Request>, GroupError> {
-    let mut client = match inner.client().await {
-        Ok(c) => c,
-        Err(e) => return Err((e, group)),
-    };
-    let tx = match client.transaction().await {
-        Ok(tx) => tx,
-        Err(e) => return Err((storage(e), group)),
-    };
-    // Lock every row the group touches, in the global lock order, in one statement. A
-    // metadata stream's described stream is locked too.
+/// The requests of a failed group, to be answered with its error.
+fn all_of(accepted: Vec<(Request, i64)>, more: Vec<Request>) -> Vec<Request> {
+    accepted.into_iter().map(|(r, _)| r).chain(more).collect()
+}
+
+/// The names of every stream row the group locks, in the global lock order. A metadata
+/// stream's described stream is locked too.
+fn lock_names(group: &[Request]) -> Vec<String> {
     let mut keys: Vec<(String, bool)> = Vec::new();
-    for r in &group {
+    for r in group {
         keys.push(lock_key(&r.stream));
         if let Some(target) = r.stream.described_stream() {
             keys.push((target.into_string(), false));
@@ -132,30 +174,74 @@ async fn try_commit_group(
     }
     keys.sort();
     keys.dedup();
-    let names: Vec<String> = keys
-        .into_iter()
+    keys.into_iter()
         .map(|(base, meta)| if meta { format!("$${base}") } else { base })
-        .collect();
-    let mut streams = match group_sql::lock_all(&tx, &names).await {
+        .collect()
+}
+
+/// Writes one group; returns the requests that must go into the next group (a second
+/// request on a stream already written in this group, or one repeating event ids of an
+/// earlier request: a concurrent retry, which must see that request committed to be
+/// recognised as a retry), with the counts the committer lingers on.
+async fn try_commit_group(
+    inner: &Inner,
+    mut group: Vec<Request>,
+    queue: &mpsc::Receiver<Request>,
+) -> Result<Outcome, GroupError> {
+    let client = match inner.client().await {
+        Ok(c) => c,
+        Err(e) => return Err((e, group)),
+    };
+    let statements = match group_sql::statements(&client).await {
         Ok(s) => s,
         Err(e) => return Err((e, group)),
     };
+    let names = lock_names(&group);
     // Where each `any`/`exists` request's first event id already is in its stream (the
-    // idempotent-retry probe), in one more statement.
-    let wanted: Vec<(&str, Uuid)> = group
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.expected,
-                ExpectedVersion::Any | ExpectedVersion::StreamExists
-            )
-        })
-        .map(|r| (r.stream.as_str(), r.events[0].id()))
-        .collect();
-    let mut found = match group_sql::probe_all(&tx, &wanted).await {
-        Ok(f) => f.into_iter(),
-        Err(e) => return Err((e, group)),
+    // idempotent-retry probe).
+    let probing = |r: &&Request| {
+        matches!(
+            r.expected,
+            ExpectedVersion::Any | ExpectedVersion::StreamExists
+        )
     };
+    let probe_streams: Vec<&str> = group
+        .iter()
+        .filter(probing)
+        .map(|r| r.stream.as_str())
+        .collect();
+    let probe_ids: Vec<Uuid> = group
+        .iter()
+        .filter(probing)
+        .map(|r| r.events[0].id())
+        .collect();
+    // One round trip: BEGIN, lock the rows, probe. The requests go out in this order and
+    // run in it, so the probe sees every commit made by whoever held the rows before.
+    let lock_params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&names];
+    let (begun, locked, found) = tokio::join!(
+        client.batch_execute("BEGIN"),
+        client.query(&statements.lock, &lock_params),
+        async {
+            if probe_ids.is_empty() {
+                Ok(Vec::new())
+            } else {
+                client
+                    .query(&statements.probe, &[&probe_streams, &probe_ids])
+                    .await
+            }
+        },
+    );
+    // From here on a failure closes the connection, which rolls the transaction back.
+    let opened = begun.and(locked).and_then(|l| found.map(|f| (l, f)));
+    let (locked, found) = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            drop(Object::take(client));
+            return Err((storage(e), group));
+        }
+    };
+    let mut streams = group_sql::locked(&locked);
+    let mut found = group_sql::probed(&found).into_iter();
     let probed: Vec<Option<i64>> = group
         .iter()
         .map(|r| match r.expected {
@@ -169,8 +255,8 @@ async fn try_commit_group(
     let mut deferred = Vec::new();
     let mut ids_in_group: HashSet<Uuid> = HashSet::new();
     // One request per stream (a stream and its metadata stream count as one) per group:
-    // the writes below are pipelined, and requests on different streams may then take
-    // positions in any order without changing any stream's version order.
+    // the write below takes positions in request order, and requests on different streams
+    // may then take positions in any order without changing any stream's version order.
     let mut bases_in_group: HashSet<String> = HashSet::new();
     for (r, probed_version) in group.drain(..).zip(probed) {
         let name = r.stream.as_str().to_owned();
@@ -196,13 +282,13 @@ async fn try_commit_group(
         };
         let retry = if could_be_retry(r.expected, &view) {
             // Rare: the stream already holds versions this request could be a retry of.
-            match find_retry(&tx, &name, r.expected, &view, &r.events).await {
+            match find_retry(&client, &name, r.expected, &view, &r.events).await {
                 Ok(found) => found,
                 Err(e) => {
-                    let mut rest: Vec<Request> = accepted.into_iter().map(|(r, _)| r).collect();
-                    rest.push(r);
+                    drop(Object::take(client));
+                    let mut rest = vec![r];
                     rest.extend(deferred);
-                    return Err((e, rest));
+                    return Err((e, all_of(accepted, rest)));
                 }
             }
         } else {
@@ -224,43 +310,83 @@ async fn try_commit_group(
     }
     if accepted.is_empty() {
         // Only refusals: nothing to write (the stream-row upserts roll back).
-        return Ok(deferred);
+        if let Err(e) = client.batch_execute("ROLLBACK").await {
+            tracing::warn!(error = %e, "rolling back a group of refusals failed");
+            drop(Object::take(client));
+        }
+        return Ok(Outcome {
+            deferred,
+            answered: 0,
+            queued_meanwhile: queue.len(),
+        });
     }
 
-    // One statement writes the whole group; system-stream effects follow (rare).
+    // The second round trip: one statement writes the whole group, then COMMIT, sent
+    // together (a failed write aborts the transaction, so the COMMIT then rolls back).
+    // System-stream effects (rare) run between them.
+    let channel = inner.config.channel();
     let appends: Vec<(&str, i64, &[NewEvent])> = accepted
         .iter()
         .map(|(r, first)| (r.stream.as_str(), *first, &r.events[..]))
         .collect();
-    let mut written = group_sql::write_all(inner, &tx, &appends).await;
-    if written.is_ok() {
-        for (r, _) in accepted.iter().filter(|(r, _)| r.stream.is_system()) {
-            if let Err(e) = apply_system_events(&tx, r.stream.as_str(), &r.events).await {
-                written = Err(e);
-                break;
-            }
-        }
-    }
-    let results = match written {
-        Ok(results) => results,
+    let rows = group_sql::WriteRows::new(&appends, &channel);
+    let params = rows.params();
+    let system = accepted.iter().any(|(r, _)| r.stream.is_system());
+    let outcome = if system {
+        write_with_system_effects(&client, &statements, &params, &accepted).await
+    } else {
+        let (written, committed) = tokio::join!(
+            client.query_one(&statements.write, &params),
+            client.batch_execute("COMMIT"),
+        );
+        written
+            .and_then(|row| committed.map(|()| row))
+            .map_err(storage)
+    };
+    let row = match outcome {
+        Ok(row) => row,
         Err(e) => {
-            let mut rest: Vec<Request> = accepted.into_iter().map(|(r, _)| r).collect();
-            rest.extend(deferred);
-            return Err((e, rest));
+            drop(Object::take(client));
+            drop(rows);
+            drop(appends);
+            return Err((e, all_of(accepted, deferred)));
         }
     };
-    if let Err(e) = tx.commit().await {
-        let mut rest: Vec<Request> = accepted.into_iter().map(|(r, _)| r).collect();
-        rest.extend(deferred);
-        return Err((storage(e), rest));
-    }
+    let results = rows.results(&row);
+    drop(rows);
+    drop(appends);
+    let queued_meanwhile = queue.len();
+    let answered = accepted.len();
     let head = results.iter().map(|r| r.position).max().expect("non-empty");
     inner.raise_next_position(head + 1);
+    inner.note_group(accepted.len());
     inner.wake.notify_one();
     for ((r, _), result) in accepted.into_iter().zip(results) {
         let _ = r.reply.send(Ok(result));
     }
-    Ok(deferred)
+    Ok(Outcome {
+        deferred,
+        answered,
+        queued_meanwhile,
+    })
+}
+
+/// The write, the metadata effects of the group's system-stream appends, then COMMIT.
+async fn write_with_system_effects(
+    client: &deadpool_postgres::ClientWrapper,
+    statements: &group_sql::Statements,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    accepted: &[(Request, i64)],
+) -> Result<tokio_postgres::Row, StorageError> {
+    let row = client
+        .query_one(&statements.write, params)
+        .await
+        .map_err(storage)?;
+    for (r, _) in accepted.iter().filter(|(r, _)| r.stream.is_system()) {
+        apply_system_events(&**client, r.stream.as_str(), &r.events).await?;
+    }
+    client.batch_execute("COMMIT").await.map_err(storage)?;
+    Ok(row)
 }
 
 /// Whether the stream already holds versions a request under `expected` could be a

@@ -1,106 +1,32 @@
-//! The three statements a group commit runs, each one round trip and one statement for the
-//! whole group however many appends it carries: lock the stream rows (in the global lock
-//! order), probe for idempotent retries, and write every accepted append.
+//! The statements of a group commit, each one statement for the whole group however many
+//! appends it carries: lock the stream rows (in the global lock order), probe for
+//! idempotent retries, and write every accepted append. The committer pipelines them:
+//! `BEGIN`, the lock and the probe go out together (one round trip), then the write and
+//! `COMMIT` (a second one), so a group costs two round trips plus the WAL flush.
 
 use std::collections::HashMap;
 
-use deadpool_postgres::Transaction;
+use deadpool_postgres::ClientWrapper;
 use eventum_core::{AppendResult, NewEvent, StorageError, category_of};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::append::Locked;
 use crate::error::storage;
 use crate::read::NOW_US_SQL;
-use crate::store::Inner;
 
-/// Locks (creating if missing) the rows of `names`, in the order given.
-pub(crate) async fn lock_all(
-    tx: &Transaction<'_>,
-    names: &[String],
-) -> Result<HashMap<String, Locked>, StorageError> {
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO streams (name)
-             SELECT t.name FROM UNNEST($1::text[]) WITH ORDINALITY AS t(name, ord) ORDER BY t.ord
-             ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-             RETURNING name, last_version, deleted",
-        )
-        .await
-        .map_err(storage)?;
-    let rows = tx.query(&stmt, &[&names]).await.map_err(storage)?;
-    Ok(rows
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, String>(0),
-                Locked {
-                    last_version: r.get(1),
-                    deleted: r.get(2),
-                    probed_version: None,
-                },
-            )
-        })
-        .collect())
+/// The group's prepared statements (cached per connection).
+pub(crate) struct Statements {
+    pub lock: Statement,
+    pub probe: Statement,
+    pub write: Statement,
 }
 
-/// For each `(stream, event id)`, the version of that event in that stream, if any.
-pub(crate) async fn probe_all(
-    tx: &Transaction<'_>,
-    probes: &[(&str, Uuid)],
-) -> Result<Vec<Option<i64>>, StorageError> {
-    if probes.is_empty() {
-        return Ok(Vec::new());
-    }
-    let streams: Vec<&str> = probes.iter().map(|p| p.0).collect();
-    let ids: Vec<Uuid> = probes.iter().map(|p| p.1).collect();
-    let stmt = tx
-        .prepare_cached(
-            "SELECT (SELECT e.version FROM events e WHERE e.event_id = t.id AND e.stream = t.stream
-                     ORDER BY e.version LIMIT 1)
-             FROM UNNEST($1::text[], $2::uuid[]) WITH ORDINALITY AS t(stream, id, ord)
-             ORDER BY t.ord",
-        )
-        .await
-        .map_err(storage)?;
-    let rows = tx.query(&stmt, &[&streams, &ids]).await.map_err(storage)?;
-    Ok(rows.iter().map(|r| r.get(0)).collect())
-}
-
-/// Writes each `(stream, first_version, events)` with consecutive positions, in order,
-/// moves each stream's last version and notifies listeners, in one statement.
-pub(crate) async fn write_all(
-    inner: &Inner,
-    tx: &Transaction<'_>,
-    appends: &[(&str, i64, &[NewEvent])],
-) -> Result<Vec<AppendResult>, StorageError> {
-    let total: usize = appends.iter().map(|a| a.2.len()).sum();
-    let mut streams = Vec::with_capacity(total);
-    let mut versions = Vec::with_capacity(total);
-    let mut categories = Vec::with_capacity(total);
-    let mut ids = Vec::with_capacity(total);
-    let mut types = Vec::with_capacity(total);
-    let mut data: Vec<&[u8]> = Vec::with_capacity(total);
-    let mut metadata: Vec<&[u8]> = Vec::with_capacity(total);
-    let mut correlation = Vec::with_capacity(total);
-    let mut causation = Vec::with_capacity(total);
-    let mut last_names = Vec::with_capacity(appends.len());
-    let mut last_versions = Vec::with_capacity(appends.len());
-    for (stream, first_version, events) in appends {
-        for (i, e) in events.iter().enumerate() {
-            streams.push(*stream);
-            versions.push(first_version + i as i64);
-            categories.push(category_of(stream));
-            ids.push(e.id());
-            types.push(e.event_type());
-            data.push(&e.data()[..]);
-            metadata.push(&e.metadata()[..]);
-            correlation.push(e.correlation_id().unwrap_or(e.id()));
-            causation.push(e.causation_id().unwrap_or(e.id()));
-        }
-        last_names.push(*stream);
-        last_versions.push(first_version + events.len() as i64 - 1);
-    }
-    let sql = format!(
+/// Prepares (or takes from the connection's cache) every statement, so that the pipelined
+/// requests that follow go out in order without waiting.
+pub(crate) async fn statements(client: &ClientWrapper) -> Result<Statements, StorageError> {
+    let write_sql = format!(
         "WITH head AS (
              UPDATE log_head SET next_position = next_position + $1
              RETURNING next_position - $1 AS first),
@@ -122,38 +48,144 @@ pub(crate) async fn write_all(
              (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)
          FROM head"
     );
-    let stmt = tx.prepare_cached(&sql).await.map_err(storage)?;
-    let channel = inner.config.channel();
-    let row = tx
-        .query_one(
-            &stmt,
-            &[
-                &(total as i64),
-                &streams,
-                &versions,
-                &categories,
-                &ids,
-                &types,
-                &data,
-                &metadata,
-                &correlation,
-                &causation,
-                &last_names,
-                &last_versions,
-                &channel,
-            ],
-        )
-        .await
-        .map_err(storage)?;
-    let mut position: i64 = row.get(0);
-    let mut results = Vec::with_capacity(appends.len());
-    for (_, first_version, events) in appends {
-        let n = events.len() as i64;
-        position += n;
-        results.push(AppendResult {
-            next_expected_version: (first_version + n - 1) as u64,
-            position: (position - 1) as u64,
-        });
+    Ok(Statements {
+        // Locks (creating if missing) the rows of the names, in the order given.
+        lock: client
+            .prepare_cached(
+                "INSERT INTO streams (name)
+                 SELECT t.name FROM UNNEST($1::text[]) WITH ORDINALITY AS t(name, ord)
+                 ORDER BY t.ord
+                 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+                 RETURNING name, last_version, deleted",
+            )
+            .await
+            .map_err(storage)?,
+        // For each (stream, event id), the version of that event in that stream, if any.
+        probe: client
+            .prepare_cached(
+                "SELECT (SELECT e.version FROM events e
+                         WHERE e.event_id = t.id AND e.stream = t.stream
+                         ORDER BY e.version LIMIT 1)
+                 FROM UNNEST($1::text[], $2::uuid[]) WITH ORDINALITY AS t(stream, id, ord)
+                 ORDER BY t.ord",
+            )
+            .await
+            .map_err(storage)?,
+        write: client.prepare_cached(&write_sql).await.map_err(storage)?,
+    })
+}
+
+/// The locked rows returned by the lock statement, by name.
+pub(crate) fn locked(rows: &[Row]) -> HashMap<String, Locked> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.get::<_, String>(0),
+                Locked {
+                    last_version: r.get(1),
+                    deleted: r.get(2),
+                    probed_version: None,
+                },
+            )
+        })
+        .collect()
+}
+
+/// The probe statement's answers, in the order asked.
+pub(crate) fn probed(rows: &[Row]) -> Vec<Option<i64>> {
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+/// The columns of every event a group writes, as the write statement's array parameters.
+pub(crate) struct WriteRows<'a> {
+    total: i64,
+    streams: Vec<&'a str>,
+    versions: Vec<i64>,
+    categories: Vec<&'a str>,
+    ids: Vec<Uuid>,
+    types: Vec<&'a str>,
+    data: Vec<&'a [u8]>,
+    metadata: Vec<&'a [u8]>,
+    correlation: Vec<Uuid>,
+    causation: Vec<Uuid>,
+    last_names: Vec<&'a str>,
+    last_versions: Vec<i64>,
+    channel: &'a str,
+    /// (first version, events) of each append, for the results.
+    appends: Vec<(i64, i64)>,
+}
+
+impl<'a> WriteRows<'a> {
+    /// The rows of each `(stream, first_version, events)`, in order: consecutive
+    /// positions, each stream's last version moved, listeners notified on `channel`.
+    pub(crate) fn new(appends: &[(&'a str, i64, &'a [NewEvent])], channel: &'a str) -> Self {
+        let total: usize = appends.iter().map(|a| a.2.len()).sum();
+        let mut rows = Self {
+            total: total as i64,
+            streams: Vec::with_capacity(total),
+            versions: Vec::with_capacity(total),
+            categories: Vec::with_capacity(total),
+            ids: Vec::with_capacity(total),
+            types: Vec::with_capacity(total),
+            data: Vec::with_capacity(total),
+            metadata: Vec::with_capacity(total),
+            correlation: Vec::with_capacity(total),
+            causation: Vec::with_capacity(total),
+            last_names: Vec::with_capacity(appends.len()),
+            last_versions: Vec::with_capacity(appends.len()),
+            channel,
+            appends: Vec::with_capacity(appends.len()),
+        };
+        for (stream, first_version, events) in appends {
+            for (i, e) in events.iter().enumerate() {
+                rows.streams.push(stream);
+                rows.versions.push(first_version + i as i64);
+                rows.categories.push(category_of(stream));
+                rows.ids.push(e.id());
+                rows.types.push(e.event_type());
+                rows.data.push(&e.data()[..]);
+                rows.metadata.push(&e.metadata()[..]);
+                rows.correlation.push(e.correlation_id().unwrap_or(e.id()));
+                rows.causation.push(e.causation_id().unwrap_or(e.id()));
+            }
+            rows.last_names.push(stream);
+            rows.last_versions
+                .push(first_version + events.len() as i64 - 1);
+            rows.appends.push((*first_version, events.len() as i64));
+        }
+        rows
     }
-    Ok(results)
+
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 13] {
+        [
+            &self.total,
+            &self.streams,
+            &self.versions,
+            &self.categories,
+            &self.ids,
+            &self.types,
+            &self.data,
+            &self.metadata,
+            &self.correlation,
+            &self.causation,
+            &self.last_names,
+            &self.last_versions,
+            &self.channel,
+        ]
+    }
+
+    /// Each append's result, from the write statement's row (the first position taken).
+    pub(crate) fn results(&self, row: &Row) -> Vec<AppendResult> {
+        let mut position: i64 = row.get(0);
+        self.appends
+            .iter()
+            .map(|&(first_version, n)| {
+                position += n;
+                AppendResult {
+                    next_expected_version: (first_version + n - 1) as u64,
+                    position: (position - 1) as u64,
+                }
+            })
+            .collect()
+    }
 }

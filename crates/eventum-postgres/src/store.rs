@@ -32,11 +32,20 @@ pub(crate) struct Inner {
     pub(crate) live: Mutex<Option<broadcast::Sender<LiveBatch>>>,
     /// Wakes the follower: a local commit, or a notification from the listener.
     pub(crate) wake: Notify,
+    /// Group commits made, and the appends they carried.
+    pub(crate) groups_committed: AtomicU64,
+    pub(crate) appends_committed: AtomicU64,
 }
 
 impl Inner {
     pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StorageError> {
         self.pool.get().await.map_err(pool)
+    }
+
+    pub(crate) fn note_group(&self, appends: usize) {
+        self.groups_committed.fetch_add(1, Ordering::Relaxed);
+        self.appends_committed
+            .fetch_add(appends as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn raise_next_position(&self, next: u64) {
@@ -97,6 +106,8 @@ impl PgStore {
             next_position: AtomicU64::new(next as u64),
             live: Mutex::new(Some(live)),
             wake: Notify::new(),
+            groups_committed: AtomicU64::new(0),
+            appends_committed: AtomicU64::new(0),
         });
         let (queue, requests) = mpsc::channel(inner.config.append_queue_max);
         let mut tasks = vec![
@@ -121,6 +132,15 @@ impl PgStore {
         }
         self.inner.live.lock().unwrap().take();
         self.inner.pool.close();
+    }
+
+    /// Group commits made since open, and the appends they carried (their ratio is how
+    /// many appends share one transaction and one WAL flush).
+    pub fn group_commit_counts(&self) -> (u64, u64) {
+        (
+            self.inner.groups_committed.load(Ordering::Relaxed),
+            self.inner.appends_committed.load(Ordering::Relaxed),
+        )
     }
 
     /// The configuration the store was opened with.

@@ -58,7 +58,12 @@ async fn run_in(args: &BenchArgs, url: &str, config: PgConfig) -> anyhow::Result
     for &batch in &args.batch {
         for &writers in &args.writers {
             let raw = raw_scenario(url, writers, batch, &data, duration, quiet).await?;
+            let (groups_before, appends_before) = pg.group_commit_counts();
             let mut s = append_scenario(&store, &template, writers, batch, duration, quiet).await?;
+            let (groups, appends) = pg.group_commit_counts();
+            let per_commit =
+                (appends - appends_before) as f64 / (groups - groups_before).max(1) as f64;
+            s.name = format!("{} ({per_commit:.1}/commit)", s.name);
             s.ratio_to_baseline = Some(s.events_per_s / raw.events_per_s.max(1e-9));
             scenarios.push(raw);
             scenarios.push(s);
