@@ -22,6 +22,10 @@ use eventum_shop::{
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 
+/// The allocator `eventum` itself runs with.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn env(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
