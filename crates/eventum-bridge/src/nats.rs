@@ -1,13 +1,21 @@
 //! The NATS JetStream sink: one subject per topic (`{prefix}.{topic}`), `Nats-Msg-Id` =
 //! event id so that JetStream's duplicate window drops re-sent messages, and every
 //! publish acknowledged by the stream before the batch counts as delivered.
+//!
+//! A batch is published as plain NATS messages whose reply subject is one inbox per
+//! batch, subscribed before the first publish; the batch counts as delivered once that
+//! inbox received one positive JetStream acknowledgement per message. This is what a
+//! JetStream publish is on the wire, without the client's per-message bookkeeping (an
+//! inbox, a one-shot channel, a timer and a JSON decode for every message), which cost
+//! about as much client CPU as the message itself.
 
 use std::time::Duration;
 
 use async_nats::header::HeaderName;
-use async_nats::jetstream::{self, message::PublishMessage as Publish};
+use async_nats::jetstream;
 use async_nats::{HeaderMap, Subject};
 use async_trait::async_trait;
+use futures::StreamExt;
 
 use crate::error::{ConfigError, SinkError};
 use crate::message::{Message, header};
@@ -23,8 +31,9 @@ pub struct NatsSinkConfig {
     /// How long connecting may take before the broker counts as unreachable. Default
     /// 5,000 ms.
     pub connect_timeout_ms: u64,
-    /// Most publishes awaiting acknowledgement on the connection. Default 4,096; keep it
-    /// at least the relay's `batch_events_max`.
+    /// Most publishes awaiting acknowledgement through [`NatsSink::jetstream`] (the
+    /// context for other uses). Default 4,096. The sink's own batches are bounded by the
+    /// relay (`batch_events_max × batches_in_flight_max`).
     pub acks_in_flight_max: usize,
 }
 
@@ -42,6 +51,7 @@ impl Default for NatsSinkConfig {
 /// Publishes to JetStream. A stream must capture `{subject_prefix}.>` (see
 /// [`NatsSink::ensure_stream`]); without one, publishes fail and the relay retries.
 pub struct NatsSink {
+    client: async_nats::Client,
     jetstream: jetstream::Context,
     config: NatsSinkConfig,
 }
@@ -73,8 +83,12 @@ impl NatsSink {
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(Duration::from_millis(config.ack_timeout_ms))
             .max_ack_inflight(config.acks_in_flight_max.max(1))
-            .build(client);
-        Self { jetstream, config }
+            .build(client.clone());
+        Self {
+            client,
+            jetstream,
+            config,
+        }
     }
 
     /// The subject of `topic`.
@@ -135,15 +149,18 @@ impl Sink for NatsSink {
     }
 
     async fn send(&self, batch: &[Message]) -> Result<Acks, SinkError> {
-        // Send the whole batch, then await the acks: one connection keeps publish order,
-        // so the stream stores the batch in order while the round trips overlap.
-        let mut acks = Vec::with_capacity(batch.len());
+        let unavailable = |e: &dyn std::fmt::Display| SinkError::Unavailable(format!("NATS: {e}"));
+        // The inbox is subscribed before the publishes go out on the same connection, so
+        // the server knows it before the first acknowledgement.
+        let inbox = Subject::from(self.client.new_inbox());
+        let mut replies = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| unavailable(&e))?;
         // Consecutive messages mostly share a topic: build its subject once per run.
         let mut subject: Option<(&str, Subject)> = None;
         for message in batch {
-            let publish = Publish::build()
-                .headers(headers_of(message))
-                .payload(message.body.clone());
             let to = match &subject {
                 Some((topic, s)) if *topic == message.topic => s.clone(),
                 _ => {
@@ -152,25 +169,103 @@ impl Sink for NatsSink {
                     s
                 }
             };
-            let ack = self
-                .jetstream
-                .send_publish(to, publish)
+            self.client
+                .publish_with_reply_and_headers(
+                    to,
+                    inbox.clone(),
+                    headers_of(message),
+                    message.body.clone(),
+                )
                 .await
-                .map_err(|e| SinkError::Unavailable(format!("publish: {e}")))?;
-            acks.push(ack);
+                .map_err(|e| unavailable(&e))?;
         }
+        let expected = batch.len();
+        let timeout = Duration::from_millis(self.config.ack_timeout_ms);
         Ok(Box::pin(async move {
-            for ack in acks {
-                ack.await.map_err(|e| match e.kind() {
-                    jetstream::context::PublishErrorKind::TimedOut
-                    | jetstream::context::PublishErrorKind::BrokenPipe
-                    | jetstream::context::PublishErrorKind::StreamNotFound => {
-                        SinkError::Unavailable(format!("publish ack: {e}"))
-                    }
-                    _ => SinkError::Refused(format!("publish ack: {e}")),
-                })?;
-            }
-            Ok(())
+            let acked = async {
+                for _ in 0..expected {
+                    let reply = replies.next().await.ok_or_else(|| {
+                        SinkError::Unavailable("NATS: connection closed before the acks".into())
+                    })?;
+                    check_ack(&reply)?;
+                }
+                Ok(())
+            };
+            let result = tokio::time::timeout(timeout, acked)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(SinkError::Unavailable(format!(
+                        "NATS: acknowledgements timed out after {} ms",
+                        timeout.as_millis()
+                    )))
+                });
+            // The subscription ends when dropped; no need to wait for the UNSUB.
+            drop(replies);
+            result
         }))
+    }
+}
+
+/// One JetStream acknowledgement: `{"stream":…,"seq":…}` (with `"duplicate":true` for a
+/// message the stream already had) is success; `{"error":{…}}` a refusal; a 503 status
+/// (no responders) means no stream captures the subject.
+fn check_ack(reply: &async_nats::Message) -> Result<(), SinkError> {
+    if reply.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+        return Err(SinkError::Unavailable(
+            "NATS: no JetStream stream captures the subject (no responders)".into(),
+        ));
+    }
+    let body = reply.payload.as_ref();
+    if has_error_member(body) {
+        return Err(SinkError::Refused(format!(
+            "JetStream refused a message: {}",
+            String::from_utf8_lossy(body)
+        )));
+    }
+    if !body.starts_with(b"{\"stream\"") {
+        return Err(SinkError::Refused(format!(
+            "unexpected JetStream acknowledgement: {}",
+            String::from_utf8_lossy(body)
+        )));
+    }
+    Ok(())
+}
+
+/// Whether an acknowledgement carries an `"error"` member anywhere.
+fn has_error_member(body: &[u8]) -> bool {
+    body.windows(8).any(|w| w == b"\"error\":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(
+        payload: &'static [u8],
+        status: Option<async_nats::StatusCode>,
+    ) -> async_nats::Message {
+        async_nats::Message {
+            subject: Subject::from("_INBOX.x"),
+            reply: None,
+            payload: bytes::Bytes::from_static(payload),
+            headers: None,
+            status,
+            description: None,
+            length: payload.len(),
+        }
+    }
+
+    #[test]
+    fn acknowledgements_are_read_without_a_json_decode() {
+        assert!(check_ack(&reply(br#"{"stream":"S","seq":7}"#, None)).is_ok());
+        assert!(check_ack(&reply(br#"{"stream":"S","seq":7,"duplicate":true}"#, None)).is_ok());
+        let refused = br#"{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"},"stream":"S"}"#;
+        assert!(matches!(
+            check_ack(&reply(refused, None)),
+            Err(SinkError::Refused(_))
+        ));
+        let none = reply(b"", Some(async_nats::StatusCode::NO_RESPONDERS));
+        assert!(matches!(check_ack(&none), Err(SinkError::Unavailable(_))));
+        assert!(check_ack(&reply(b"+OK", None)).is_err());
     }
 }
