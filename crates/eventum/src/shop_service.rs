@@ -58,8 +58,9 @@ pub struct ServiceArgs {
     /// Messages older than this leave the stream, seconds.
     #[arg(long, default_value_t = 7 * 24 * 3600)]
     pub bus_max_age_s: u64,
-    /// Most bytes the stream keeps.
-    #[arg(long, default_value_t = 8 << 30)]
+    /// Most bytes the stream keeps; -1 for none (JetStream reserves a byte bound out of
+    /// its storage when the stream is created).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     pub bus_max_bytes: i64,
     /// Most messages a consumer fetches and handles at once.
     #[arg(long, default_value_t = 256)]

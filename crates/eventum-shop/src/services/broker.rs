@@ -29,7 +29,9 @@ pub struct BrokerConfig {
     /// Messages older than this are removed from the stream. Default 7 days; a consumer
     /// down for longer loses what it missed, so size it above the longest outage.
     pub max_age_s: u64,
-    /// Most bytes the stream keeps (oldest removed first). Default 8 GiB.
+    /// Most bytes the stream keeps (oldest removed first); `-1` (the default) for no
+    /// byte bound, only the age bound. JetStream reserves a stream's byte bound out of the
+    /// server's storage when the stream is created, whether it is used or not.
     pub max_bytes: i64,
     /// How long connecting may take before the broker counts as unreachable.
     /// Default 5,000 ms.
@@ -47,7 +49,7 @@ impl BrokerConfig {
             topics: TopicMapping::EventType,
             duplicate_window_s: 120,
             max_age_s: 7 * 24 * 3600,
-            max_bytes: 8 << 30,
+            max_bytes: -1,
             connect_timeout_ms: 5_000,
             ack_timeout_ms: 5_000,
         }
@@ -76,8 +78,11 @@ impl BrokerConfig {
                 self.subject_prefix
             ));
         }
-        if self.duplicate_window_s == 0 || self.max_age_s == 0 || self.max_bytes <= 0 {
-            return Err("duplicate_window_s, max_age_s and max_bytes must be positive".into());
+        if self.duplicate_window_s == 0 || self.max_age_s == 0 {
+            return Err("duplicate_window_s and max_age_s must be positive".into());
+        }
+        if self.max_bytes == 0 || self.max_bytes < -1 {
+            return Err("max_bytes must be positive or -1 (no byte bound)".into());
         }
         if self.duplicate_window_s > self.max_age_s {
             return Err("the duplicate window cannot outlast the stream's max age".into());

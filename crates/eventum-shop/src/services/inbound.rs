@@ -30,10 +30,10 @@ use super::reactions::{Backend, ordering_key};
 /// Bounds of one inbound consumer. Every batch, wait and retry is limited here.
 #[derive(Clone, Debug)]
 pub struct ConsumerConfig {
-    /// Most messages fetched, handled and acknowledged together. Default 256.
+    /// Most messages pulled, handled and acknowledged together. Default 256.
     pub batch_messages_max: usize,
-    /// Longest one fetch waits for messages. Default 200 ms.
-    pub fetch_wait_ms: u64,
+    /// How long a batch waits for more messages once it has one. Default 1 ms.
+    pub batch_linger_ms: u64,
     /// A delivered message not acknowledged within this comes again (a crashed
     /// service's messages come back to its successor after it). Default 30,000 ms.
     pub ack_wait_ms: u64,
@@ -44,7 +44,7 @@ pub struct ConsumerConfig {
     /// order. Default 128.
     pub keys_in_flight_max: usize,
     /// Redelivery delay after a technical failure, doubling per delivery up to the max.
-    /// Defaults 100 ms and 10,000 ms; also the pause after a failed fetch.
+    /// Defaults 100 ms and 10,000 ms; also the pause after a failed pull.
     pub retry_delay_ms_min: u64,
     pub retry_delay_ms_max: u64,
     /// Deliveries of one message before JetStream gives up on it; `-1` (the default)
@@ -58,7 +58,7 @@ impl Default for ConsumerConfig {
     fn default() -> Self {
         Self {
             batch_messages_max: 256,
-            fetch_wait_ms: 200,
+            batch_linger_ms: 1,
             ack_wait_ms: 30_000,
             ack_pending_max: 1_024,
             keys_in_flight_max: 128,
@@ -72,7 +72,6 @@ impl Default for ConsumerConfig {
 impl ConsumerConfig {
     pub fn check(&self) -> Result<(), String> {
         if self.batch_messages_max == 0
-            || self.fetch_wait_ms == 0
             || self.ack_wait_ms == 0
             || self.keys_in_flight_max == 0
             || self.retry_delay_ms_min == 0
@@ -120,6 +119,9 @@ pub struct BusMessage {
     /// When it was recorded (`ce_time`, RFC 3339).
     pub time: String,
     pub body: Bytes,
+    /// Delivered to this consumer before (after a crash, a lost acknowledgement or a
+    /// retry): the only messages the inbox can already hold.
+    pub redelivered: bool,
 }
 
 impl BusMessage {
@@ -138,15 +140,18 @@ impl BusMessage {
             position: find(header::EVENTUM_POSITION).and_then(|v| v.parse().ok()),
             time: find(header::CE_TIME).unwrap_or_default(),
             body,
+            redelivered: false,
         })
     }
 
     fn from_jetstream(message: &jetstream::Message) -> Option<Self> {
         let headers = message.headers.as_ref()?;
-        Self::from_headers(
+        let mut m = Self::from_headers(
             |name| headers.get(name).map(|v| v.as_str().to_owned()),
             message.payload.clone(),
-        )
+        )?;
+        m.redelivered = message.info().is_ok_and(|i| i.delivered > 1);
+        Some(m)
     }
 
     /// The body as JSON (`Null` when it is not JSON).
@@ -186,7 +191,7 @@ pub struct ConsumerStats {
     pub skipped: AtomicU64,
     pub refused: AtomicU64,
     pub retried: AtomicU64,
-    /// Failed fetches and messages without an id or a type.
+    /// Failed pulls and messages without an id or a type.
     pub failures: AtomicU64,
 }
 
@@ -268,24 +273,6 @@ pub async fn spawn_consumer(
     })
 }
 
-async fn fetch(
-    consumer: &jetstream::consumer::Consumer<pull::Config>,
-    config: &ConsumerConfig,
-) -> Result<Vec<jetstream::Message>, String> {
-    let mut batch = consumer
-        .fetch()
-        .max_messages(config.batch_messages_max)
-        .expires(Duration::from_millis(config.fetch_wait_ms))
-        .messages()
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(m) = batch.next().await {
-        out.push(m.map_err(|e| e.to_string())?);
-    }
-    Ok(out)
-}
-
 async fn consume(
     consumer: jetstream::consumer::Consumer<pull::Config>,
     name: String,
@@ -295,54 +282,91 @@ async fn consume(
     mut stop: watch::Receiver<bool>,
 ) {
     let pause = Duration::from_millis(config.retry_delay_ms_min);
+    let linger = Duration::from_millis(config.batch_linger_ms);
     loop {
         if *stop.borrow() {
             return;
         }
-        let fetched = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            r = fetch(&consumer, &config) => r,
-        };
-        let raw = match fetched {
+        // A standing pull (refilled as it drains, with heartbeats): no polling while
+        // idle, and messages arrive while the previous batch is being handled.
+        let opened = consumer
+            .stream()
+            .max_messages_per_batch(config.batch_messages_max)
+            .messages()
+            .await;
+        let mut messages = match opened {
             Ok(m) => m,
             Err(e) => {
-                tracing::warn!(consumer = %name, error = %e, "fetch failed; retrying");
+                tracing::warn!(consumer = %name, error = %e, "cannot pull; retrying");
                 stats.failures.fetch_add(1, Ordering::Relaxed);
-                tokio::time::sleep(pause).await;
-                continue;
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = tokio::time::sleep(pause) => continue,
+                }
             }
         };
-        if raw.is_empty() {
-            continue;
-        }
-        let mut parsed = Vec::with_capacity(raw.len());
-        let mut identified = Vec::with_capacity(raw.len());
-        for m in &raw {
-            match BusMessage::from_jetstream(m) {
-                Some(p) => {
-                    parsed.push(p);
-                    identified.push(m);
-                }
-                None => {
-                    // Not a relayed event: nothing could handle it, ever.
-                    tracing::warn!(consumer = %name, subject = %m.subject, "message without ce_id/ce_type; dropped");
+        loop {
+            let first = tokio::select! {
+                _ = stop.wait_for(|s| *s) => return,
+                m = messages.next() => m,
+            };
+            let mut raw = match first {
+                Some(Ok(m)) => vec![m],
+                Some(Err(e)) => {
+                    // Missed heartbeats, a lost connection: pull anew after a pause.
+                    tracing::warn!(consumer = %name, error = %e, "pull failed; pulling again");
                     stats.failures.fetch_add(1, Ordering::Relaxed);
-                    ack(&name, m, AckKind::Ack).await;
+                    tokio::time::sleep(pause).await;
+                    break;
+                }
+                None => break,
+            };
+            let deadline = tokio::time::Instant::now() + linger;
+            while raw.len() < config.batch_messages_max {
+                match tokio::time::timeout_at(deadline, messages.next()).await {
+                    Ok(Some(Ok(m))) => raw.push(m),
+                    _ => break,
                 }
             }
+            handle(&name, &config, target.as_ref(), &stats, raw).await;
         }
-        let verdicts = target.deliver(&name, &parsed).await;
-        debug_assert_eq!(verdicts.len(), parsed.len());
-        for (m, verdict) in identified.into_iter().zip(verdicts) {
-            stats.count(verdict);
-            let kind = if verdict == Verdict::Retry {
-                let delivered = m.info().map_or(1, |i| i.delivered);
-                AckKind::Nak(Some(config.retry_delay(delivered)))
-            } else {
-                AckKind::Ack
-            };
-            ack(&name, m, kind).await;
+    }
+}
+
+async fn handle(
+    name: &str,
+    config: &ConsumerConfig,
+    target: &dyn Target,
+    stats: &ConsumerStats,
+    raw: Vec<jetstream::Message>,
+) {
+    let mut parsed = Vec::with_capacity(raw.len());
+    let mut identified = Vec::with_capacity(raw.len());
+    for m in &raw {
+        match BusMessage::from_jetstream(m) {
+            Some(p) => {
+                parsed.push(p);
+                identified.push(m);
+            }
+            None => {
+                // Not a relayed event: nothing could handle it, ever.
+                tracing::warn!(consumer = %name, subject = %m.subject, "message without ce_id/ce_type; dropped");
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                ack(name, m, AckKind::Ack).await;
+            }
         }
+    }
+    let verdicts = target.deliver(name, &parsed).await;
+    debug_assert_eq!(verdicts.len(), parsed.len());
+    for (m, verdict) in identified.into_iter().zip(verdicts) {
+        stats.count(verdict);
+        let kind = if verdict == Verdict::Retry {
+            let delivered = m.info().map_or(1, |i| i.delivered);
+            AckKind::Nak(Some(config.retry_delay(delivered)))
+        } else {
+            AckKind::Ack
+        };
+        ack(name, m, kind).await;
     }
 }
 
@@ -470,14 +494,28 @@ impl Target for CommandTarget {
         if followed.is_empty() {
             return verdicts;
         }
-        let ids = followed.iter().map(|&i| batch[i].id).collect();
-        let seen = match inbox_peek(&self.inbox, consumer, ids).await {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::warn!(%consumer, error = %e, "inbox unreadable; batch retried");
-                return vec![Verdict::Retry; batch.len()];
+        // Only a message delivered before can be in the inbox: a first delivery skips
+        // the lookup. (A copy the relay re-published after JetStream's duplicate window
+        // is a first delivery too; its commands carry the ids of the first copy's, which
+        // the aggregates recognise.)
+        let again: Vec<usize> = (0..followed.len())
+            .filter(|&k| batch[followed[k]].redelivered)
+            .collect();
+        let mut seen = vec![false; followed.len()];
+        if !again.is_empty() {
+            let ids = again.iter().map(|&k| batch[followed[k]].id).collect();
+            match inbox_peek(&self.inbox, consumer, ids).await {
+                Ok(found) => {
+                    for (&k, found) in again.iter().zip(found) {
+                        seen[k] = found;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%consumer, error = %e, "inbox unreadable; batch retried");
+                    return vec![Verdict::Retry; batch.len()];
+                }
             }
-        };
+        }
         // One order's messages in broker order; orders side by side.
         let mut by_key: HashMap<&str, Vec<usize>> = HashMap::new();
         let mut keys = Vec::new();

@@ -155,7 +155,8 @@ impl RunningService {
                 );
             }
         }
-        tracing::info!(service = %kind, consumers = consumers.len(), "shop service started");
+        let followed = consumers.len() + gateway.as_ref().map_or(0, |g| g.consumers.len());
+        tracing::info!(service = %kind, consumers = followed, "shop service started");
         Ok(RunningService {
             kind,
             relay,

@@ -203,6 +203,7 @@ mod tests {
             position: Some(version),
             time: "2026-01-01T00:00:00Z".into(),
             body: Bytes::from(data.to_string()),
+            redelivered: false,
         }
     }
 
