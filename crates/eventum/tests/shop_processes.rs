@@ -561,4 +561,37 @@ async fn five_processes_pass_the_scenarios_and_survive_killed_services() {
     for s in stores {
         s.shutdown();
     }
+
+    // `eventum shop load` measures this shop through the gateway and its WebSockets.
+    let out = Command::new(BIN)
+        .args([
+            "shop",
+            "load",
+            "--server",
+            &api.base,
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ])
+        .args([
+            "--orders",
+            "40",
+            "--concurrency",
+            "4",
+            "--watch",
+            "ws",
+            "--json",
+        ])
+        .output()
+        .expect("run eventum shop load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(report["accepted"], 40, "{report}");
+    assert_eq!(report["confirmed"], 40, "{report}");
+    assert_eq!(report["missing"], 0, "{report}");
+    shop.assert_alive();
 }

@@ -677,6 +677,61 @@ mod tests {
         assert!(BusMessage::from_headers(headers(false), Bytes::new()).is_none());
     }
 
+    fn confirmed(order: &str, redelivered: bool, id: Uuid) -> BusMessage {
+        BusMessage {
+            id,
+            event_type: "OrderConfirmed".into(),
+            source_stream: format!("order-{order}"),
+            correlation_id: None,
+            version: Some(1),
+            position: Some(1),
+            time: String::new(),
+            body: Bytes::from(format!(r#"{{"orderId":"{order}","userId":"u"}}"#)),
+            redelivered,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_message_in_the_inbox_is_dropped_without_a_command() {
+        use eventum_core::EventStore;
+        let store: Arc<dyn EventStore> = Arc::new(eventum_testkit::MemoryStore::default());
+        let backend = Backend::Notifications;
+        let bus = super::super::backends::command_bus(backend, store.clone(), &Default::default())
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let target = CommandTarget {
+            backend,
+            bus: Arc::new(bus),
+            inbox: ReadModelStore::open(dir.path(), Default::default()).unwrap(),
+            keys_in_flight_max: 4,
+        };
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = [confirmed("o1", false, a), confirmed("o2", false, b)];
+        assert_eq!(
+            target.deliver("c", &first).await,
+            [Verdict::Done, Verdict::Done]
+        );
+        // Both again (a lost acknowledgement), with one never handled before.
+        let again = [
+            confirmed("o1", true, a),
+            confirmed("o3", true, Uuid::now_v7()),
+            confirmed("o2", true, b),
+        ];
+        assert_eq!(
+            target.deliver("c", &again).await,
+            [Verdict::Duplicate, Verdict::Done, Verdict::Duplicate]
+        );
+        let notified = store.read_category("notification", 0, 10).await.unwrap();
+        assert_eq!(notified.len(), 3, "o1, o2, o3 once each");
+        // Another consumer's inbox is its own.
+        assert_eq!(target.deliver("d", &again[..1]).await, [Verdict::Done]);
+        let skipped = BusMessage {
+            event_type: "OrderCreated".into(),
+            ..confirmed("o4", false, Uuid::now_v7())
+        };
+        assert_eq!(target.deliver("c", &[skipped]).await, [Verdict::Skipped]);
+    }
+
     #[tokio::test]
     async fn the_inbox_peek_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
