@@ -278,6 +278,11 @@ async fn run<R: Reactor>(
     let mut result = result;
     for finished in pipeline.drain().await {
         match finished {
+            Ok(Finished {
+                position,
+                output: Ok(()),
+                ..
+            }) => pipeline.mark_finished(position),
             Ok(Finished { output: Err(e), .. }) if result.is_ok() => result = Err(e),
             Err(e) if result.is_ok() => result = Err(RunError::Aborted(e.to_string())),
             _ => {}

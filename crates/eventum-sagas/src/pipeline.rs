@@ -146,19 +146,22 @@ impl<W, O: Send + 'static> Pipeline<W, O> {
         }
     }
 
-    /// Waits for the running tasks to end without starting queued work (their positions
-    /// stay unfinished, so the checkpoint stays before them). Gives back every outcome.
+    /// Waits for the running tasks to end without starting queued work. Gives back every
+    /// outcome; positions stay unfinished until the caller marks the successful ones
+    /// with [`Self::mark_finished`], so a failed one keeps the checkpoint before it.
     pub async fn drain(&mut self) -> Vec<Result<Finished<O>, tokio::task::JoinError>> {
         let mut outcomes = Vec::new();
         while let Some(result) = self.tasks.join_next().await {
-            if let Ok(f) = &result
-                && let Some(position) = f.position
-            {
-                self.unfinished.remove(&position);
-            }
             outcomes.push(result);
         }
         outcomes
+    }
+
+    /// Marks a drained task's position finished.
+    pub fn mark_finished(&mut self, position: Option<u64>) {
+        if let Some(position) = position {
+            self.unfinished.remove(&position);
+        }
     }
 }
 
@@ -201,6 +204,23 @@ mod tests {
         assert_eq!(p.finish(&done.key, done.position), None);
         assert_eq!(p.checkpoint_position(), 14);
         assert!(p.is_idle());
+    }
+
+    #[tokio::test]
+    async fn draining_leaves_positions_unfinished_until_marked() {
+        let mut p: Pipeline<(), bool> = Pipeline::new(0, 8, 100);
+        for (key, position, ok) in [("a", 0, false), ("b", 1, true)] {
+            p.submit(key, Some(position), ());
+            p.start(key.into(), Some(position), async move { ok });
+        }
+        for f in p.drain().await {
+            let f = f.unwrap();
+            if f.output {
+                p.mark_finished(f.position);
+            }
+        }
+        // The failed work at 0 keeps the checkpoint before it.
+        assert_eq!(p.checkpoint_position(), 0);
     }
 
     #[tokio::test]

@@ -191,6 +191,9 @@ impl<G: Saga> Runner<G> {
             for handle in finished.output.registrations {
                 self.registrations.spawn(join_registration(handle));
             }
+            if finished.output.result.is_ok() {
+                self.pipeline.mark_finished(finished.position);
+            }
         }
         let saved = self.save_checkpoint(true).await;
         result.and(saved)
