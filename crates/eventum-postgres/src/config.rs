@@ -22,6 +22,13 @@ pub struct PgConfig {
     pub connect_timeout_ms: u64,
     /// Most appends one group-commit transaction carries. Default 256.
     pub group_appends_max: usize,
+    /// Most events one group carries (a first append larger than this goes alone).
+    /// Smaller groups let a second group insert while the first commits. Default 2,000.
+    pub group_events_max: usize,
+    /// Most groups in flight at once, each on its own connection: while one commits, the
+    /// next locks, decides and inserts at the positions the first leaves free. 1 commits
+    /// groups one after the other. Default 2.
+    pub committers_max: usize,
     /// Longest a group waits for the appends the committer expects (those the last group
     /// answered, who usually append again at once, plus those that arrived meanwhile)
     /// before it commits with fewer; 0 commits whatever is queued. Default 1,000 µs.
@@ -59,6 +66,8 @@ impl PgConfig {
             pool_wait_ms_max: 5_000,
             connect_timeout_ms: 5_000,
             group_appends_max: 256,
+            group_events_max: 2_000,
+            committers_max: 2,
             group_linger_us_max: 1_000,
             append_queue_max: 4_096,
             limits: Limits::default(),

@@ -1,8 +1,10 @@
 //! The statements of a group commit, each one statement for the whole group however many
 //! appends it carries: lock the stream rows (in the global lock order), probe for
-//! idempotent retries, and write every accepted append. The committer pipelines them:
-//! `BEGIN`, the lock and the probe go out together (one round trip), then the write and
-//! `COMMIT` (a second one), so a group costs two round trips plus the WAL flush.
+//! idempotent retries, and write every accepted append — either taking positions from
+//! `log_head` first (`write`), or at positions predicted while the previous group still
+//! commits (`insert`, then `take` them). The committer pipelines them: `BEGIN`, the lock
+//! and the probe go out together (one round trip), then the write and `COMMIT` (a second
+//! one), so a group costs two round trips plus the WAL flush.
 
 use std::collections::HashMap;
 
@@ -20,7 +22,35 @@ use crate::read::NOW_US_SQL;
 pub(crate) struct Statements {
     pub lock: Statement,
     pub probe: Statement,
+    /// Takes positions from `log_head` (holding its row lock to the commit), inserts the
+    /// events there, moves the streams' versions, notifies.
     pub write: Statement,
+    /// Inserts the events at positions from `$1` and moves the streams' versions; the
+    /// positions are taken afterwards with `take`.
+    pub insert: Statement,
+    /// `take_positions(first, n, channel)` (migration 0006).
+    pub take: Statement,
+}
+
+/// The event insert and stream update both writes share; `{first}` is where positions
+/// start.
+fn insert_cte(first: &str) -> String {
+    format!(
+        "ins AS (
+             INSERT INTO events (position, stream, version, category, event_id, event_type,
+                 data, metadata, correlation_id, causation_id, recorded_at_us)
+             SELECT {first} + t.ord - 1, t.stream, t.version, t.category, t.id, t.ty,
+                 t.data, t.meta, t.corr, t.caus, {NOW_US_SQL}
+             FROM UNNEST($2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[],
+                 $7::bytea[], $8::bytea[], $9::uuid[], $10::uuid[])
+                 WITH ORDINALITY AS t(stream, version, category, id, ty, data, meta, corr, caus, ord)
+             RETURNING 1),
+         upd AS (
+             UPDATE streams s SET last_version = u.last
+             FROM UNNEST($11::text[], $12::bigint[]) AS u(name, last)
+             WHERE s.name = u.name
+             RETURNING 1)"
+    )
 }
 
 /// Prepares (or takes from the connection's cache) every statement, so that the pipelined
@@ -30,23 +60,16 @@ pub(crate) async fn statements(client: &ClientWrapper) -> Result<Statements, Sto
         "WITH head AS (
              UPDATE log_head SET next_position = next_position + $1
              RETURNING next_position - $1 AS first),
-         ins AS (
-             INSERT INTO events (position, stream, version, category, event_id, event_type,
-                 data, metadata, correlation_id, causation_id, recorded_at_us)
-             SELECT head.first + t.ord - 1, t.stream, t.version, t.category, t.id, t.ty,
-                 t.data, t.meta, t.corr, t.caus, {NOW_US_SQL}
-             FROM head, UNNEST($2::text[], $3::bigint[], $4::text[], $5::uuid[], $6::text[],
-                 $7::bytea[], $8::bytea[], $9::uuid[], $10::uuid[])
-                 WITH ORDINALITY AS t(stream, version, category, id, ty, data, meta, corr, caus, ord)
-             RETURNING 1),
-         upd AS (
-             UPDATE streams s SET last_version = u.last
-             FROM UNNEST($11::text[], $12::bigint[]) AS u(name, last)
-             WHERE s.name = u.name
-             RETURNING 1)
+         {}
          SELECT head.first, pg_notify($13, (head.first + $1 - 1)::text),
              (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)
-         FROM head"
+         FROM head",
+        insert_cte("(SELECT first FROM head)")
+    );
+    let insert_sql = format!(
+        "WITH {}
+         SELECT $1::bigint, (SELECT count(*) FROM ins), (SELECT count(*) FROM upd)",
+        insert_cte("$1::bigint")
     );
     Ok(Statements {
         // Locks (creating if missing) the rows of the names, in the order given.
@@ -72,6 +95,11 @@ pub(crate) async fn statements(client: &ClientWrapper) -> Result<Statements, Sto
             .await
             .map_err(storage)?,
         write: client.prepare_cached(&write_sql).await.map_err(storage)?,
+        insert: client.prepare_cached(&insert_sql).await.map_err(storage)?,
+        take: client
+            .prepare_cached("SELECT take_positions($1, $2, $3)")
+            .await
+            .map_err(storage)?,
     })
 }
 
@@ -156,9 +184,22 @@ impl<'a> WriteRows<'a> {
         rows
     }
 
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 13] {
-        [
-            &self.total,
+    /// How many events the group writes.
+    pub(crate) fn total(&self) -> i64 {
+        self.total
+    }
+
+    /// The parameters of `write` (`$1` the number of events, `$13` the channel).
+    pub(crate) fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        let mut params = self.insert_params(&self.total);
+        params.push(&self.channel);
+        params
+    }
+
+    /// The parameters of `insert` at positions from `*first` (`$1`).
+    pub(crate) fn insert_params<'p>(&'p self, first: &'p i64) -> Vec<&'p (dyn ToSql + Sync)> {
+        vec![
+            first,
             &self.streams,
             &self.versions,
             &self.categories,
@@ -170,13 +211,16 @@ impl<'a> WriteRows<'a> {
             &self.causation,
             &self.last_names,
             &self.last_versions,
-            &self.channel,
         ]
     }
 
-    /// Each append's result, from the write statement's row (the first position taken).
-    pub(crate) fn results(&self, row: &Row) -> Vec<AppendResult> {
-        let mut position: i64 = row.get(0);
+    pub(crate) fn channel(&self) -> &str {
+        self.channel
+    }
+
+    /// Each append's result when the group's first position is `first`.
+    pub(crate) fn results(&self, first: i64) -> Vec<AppendResult> {
+        let mut position = first;
         self.appends
             .iter()
             .map(|&(first_version, n)| {

@@ -18,6 +18,7 @@ pub mod connect;
 mod error;
 mod follow;
 mod group;
+mod group_commit;
 mod group_sql;
 pub mod migrate;
 mod read;
@@ -27,4 +28,4 @@ pub use config::PgConfig;
 pub use error::{
     OpenError, describe as describe_error, pool as pool_error, storage as storage_error,
 };
-pub use store::PgStore;
+pub use store::{GroupCommitStats, PgStore};

@@ -40,6 +40,7 @@ pub const MIGRATIONS: &[Migration] = &[
     crate::migration!(3, "0003_events_category_index"),
     crate::migration!(4, "0004_events_event_id_index"),
     crate::migration!(5, "0005_streams"),
+    crate::migration!(6, "0006_take_positions"),
 ];
 
 /// A numbered list of migrations with the table that records which were applied.

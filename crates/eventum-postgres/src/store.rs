@@ -1,7 +1,7 @@
 //! [`PgStore`]: opening (pool, migrations, head), shutdown, and the [`EventStore`]
 //! implementation that delegates to the append, read and follow modules.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -32,9 +32,13 @@ pub(crate) struct Inner {
     pub(crate) live: Mutex<Option<broadcast::Sender<LiveBatch>>>,
     /// Wakes the follower: a local commit, or a notification from the listener.
     pub(crate) wake: Notify,
-    /// Group commits made, and the appends they carried.
+    /// Group-commit figures since open.
     pub(crate) groups_committed: AtomicU64,
     pub(crate) appends_committed: AtomicU64,
+    pub(crate) groups_predicted: AtomicU64,
+    pub(crate) groups_rewritten: AtomicU64,
+    /// Appends sent to the committer's queue and not yet taken by it.
+    pub(crate) queued: AtomicUsize,
 }
 
 impl Inner {
@@ -42,15 +46,32 @@ impl Inner {
         self.pool.get().await.map_err(pool)
     }
 
-    pub(crate) fn note_group(&self, appends: usize) {
+    pub(crate) fn note_group(&self, appends: usize, predicted: bool) {
         self.groups_committed.fetch_add(1, Ordering::Relaxed);
         self.appends_committed
             .fetch_add(appends as u64, Ordering::Relaxed);
+        if predicted {
+            self.groups_predicted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn raise_next_position(&self, next: u64) {
         self.next_position.fetch_max(next, Ordering::AcqRel);
     }
+}
+
+/// Group-commit figures of a [`PgStore`] since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// Transactions that wrote appends (each one WAL flush).
+    pub groups: u64,
+    /// Appends they carried.
+    pub appends: u64,
+    /// Groups written at predicted positions while the previous group committed.
+    pub predicted: u64,
+    /// Groups written again because their predicted positions were taken by another
+    /// transaction (another process appending to the schema).
+    pub rewritten: u64,
 }
 
 /// The PostgreSQL event store. Open with [`PgStore::open`]; dropping it (or
@@ -108,6 +129,9 @@ impl PgStore {
             wake: Notify::new(),
             groups_committed: AtomicU64::new(0),
             appends_committed: AtomicU64::new(0),
+            groups_predicted: AtomicU64::new(0),
+            groups_rewritten: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
         });
         let (queue, requests) = mpsc::channel(inner.config.append_queue_max);
         let mut tasks = vec![
@@ -134,13 +158,15 @@ impl PgStore {
         self.inner.pool.close();
     }
 
-    /// Group commits made since open, and the appends they carried (their ratio is how
-    /// many appends share one transaction and one WAL flush).
-    pub fn group_commit_counts(&self) -> (u64, u64) {
-        (
-            self.inner.groups_committed.load(Ordering::Relaxed),
-            self.inner.appends_committed.load(Ordering::Relaxed),
-        )
+    /// Group-commit figures since open.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        GroupCommitStats {
+            groups: load(&self.inner.groups_committed),
+            appends: load(&self.inner.appends_committed),
+            predicted: load(&self.inner.groups_predicted),
+            rewritten: load(&self.inner.groups_rewritten),
+        }
     }
 
     /// The configuration the store was opened with.
@@ -172,7 +198,7 @@ impl EventStore for PgStore {
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
         self.inner.config.limits.check_batch(&events)?;
-        group::append(&self.queue, stream, expected, events).await
+        group::append(&self.inner, &self.queue, stream, expected, events).await
     }
 
     async fn read_stream(

@@ -58,12 +58,13 @@ async fn run_in(args: &BenchArgs, url: &str, config: PgConfig) -> anyhow::Result
     for &batch in &args.batch {
         for &writers in &args.writers {
             let raw = raw_scenario(url, writers, batch, &data, duration, quiet).await?;
-            let (groups_before, appends_before) = pg.group_commit_counts();
+            let before = pg.group_commit_stats();
             let mut s = append_scenario(&store, &template, writers, batch, duration, quiet).await?;
-            let (groups, appends) = pg.group_commit_counts();
-            let per_commit =
-                (appends - appends_before) as f64 / (groups - groups_before).max(1) as f64;
-            s.name = format!("{} ({per_commit:.1}/commit)", s.name);
+            let after = pg.group_commit_stats();
+            let groups = (after.groups - before.groups).max(1);
+            let per_commit = (after.appends - before.appends) as f64 / groups as f64;
+            let predicted = 100 * (after.predicted - before.predicted) / groups;
+            s.name = format!("{} ({per_commit:.1}/commit, {predicted}% pred.)", s.name);
             s.ratio_to_baseline = Some(s.events_per_s / raw.events_per_s.max(1e-9));
             scenarios.push(raw);
             scenarios.push(s);
