@@ -74,6 +74,17 @@ pub struct ServiceArgs {
     /// Most messages delivered and not acknowledged, per consumer.
     #[arg(long, default_value_t = 1024)]
     pub ack_pending_max: i64,
+    /// How long a consumer batch waits for more messages once it has one, milliseconds.
+    #[arg(long, default_value_t = 1)]
+    pub batch_linger_ms: u64,
+    /// Longest redelivery delay after a technical failure, milliseconds (the delay
+    /// doubles from 100 ms up to this).
+    #[arg(long, default_value_t = 10_000)]
+    pub retry_delay_ms_max: u64,
+    /// Deliveries of one message before JetStream gives up on it; -1 never gives up
+    /// (only technical failures are retried, so a bound would drop orders in an outage).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    pub deliveries_max: i64,
     /// Most events the relay publishes per acknowledged batch.
     #[arg(long, default_value_t = 512)]
     pub relay_batch_events_max: usize,
@@ -100,6 +111,12 @@ pub struct ServiceArgs {
     /// Gateway: do not request the demo catalog on a first start.
     #[arg(long)]
     pub no_demo: bool,
+    /// Gateway: open WebSockets at once (more are refused with 503).
+    #[arg(long, default_value_t = 1024)]
+    pub websockets_max: usize,
+    /// Gateway: notifications queued for one slow WebSocket before it is disconnected.
+    #[arg(long, default_value_t = 256)]
+    pub websocket_queue_max: usize,
     /// Gateway: how long a catalog change waits for the products service, milliseconds.
     #[arg(long, default_value_t = 10_000)]
     pub catalog_wait_ms: u64,
@@ -195,6 +212,8 @@ impl ServiceArgs {
         };
         c.demo_catalog = !self.no_demo;
         c.catalog_wait_ms = self.catalog_wait_ms;
+        c.websockets_max = self.websockets_max;
+        c.websocket_queue_max = self.websocket_queue_max;
         c.check().map_err(anyhow::Error::msg)?;
         Ok(c)
     }
@@ -215,6 +234,9 @@ impl ServiceArgs {
             keys_in_flight_max: self.keys_in_flight_max,
             ack_wait_ms: self.ack_wait_ms,
             ack_pending_max: self.ack_pending_max,
+            batch_linger_ms: self.batch_linger_ms,
+            retry_delay_ms_max: self.retry_delay_ms_max,
+            deliveries_max: self.deliveries_max,
             ..ConsumerConfig::default()
         };
         consumer.check().map_err(anyhow::Error::msg)?;
