@@ -130,6 +130,7 @@ async fn relay(
     events: usize,
     batch: usize,
     in_flight: usize,
+    headers: eventum_bridge::HeaderSet,
 ) -> f64 {
     let prefix = unique("brel");
     let sink = Arc::new(NatsSink::from_client(
@@ -148,6 +149,7 @@ async fn relay(
         RelayConfig {
             batch_events_max: batch,
             batches_in_flight_max: in_flight,
+            headers,
             ..RelayConfig::named(&prefix)
         },
     )
@@ -226,8 +228,34 @@ async fn sink_only(
     rate
 }
 
+/// The relay into a `MemorySink`: reading the log, mapping and batching, no broker.
+async fn relay_to_memory(store: Arc<dyn EventStore>, events: usize, batch: usize) -> f64 {
+    let sink = Arc::new(eventum_bridge::MemorySink::new());
+    let start = Instant::now();
+    let handle = Relay::spawn(
+        store.clone(),
+        sink.clone(),
+        RelayConfig {
+            batch_events_max: batch,
+            ..RelayConfig::named(unique("bmem"))
+        },
+    )
+    .unwrap();
+    let head = store.head_position().unwrap() + 1;
+    assert!(
+        handle
+            .wait_acknowledged(head, Duration::from_secs(600))
+            .await
+    );
+    let rate = events as f64 / start.elapsed().as_secs_f64();
+    handle.stop().await.unwrap();
+    assert_eq!(sink.received_count(), events);
+    rate
+}
+
 #[tokio::main]
 async fn main() {
+    use eventum_bridge::HeaderSet::{Compact, Full};
     let events = arg(1, 100_000);
     let batch = arg(2, 512);
     let in_flight = arg(3, 4);
@@ -268,12 +296,32 @@ async fn main() {
         let raw = baseline(&js, events, batch * in_flight, &body).await;
         let inbox = baseline_inbox(&client, &js, events, batch, in_flight, &body).await;
         let sink = sink_only(client.clone(), &store, batch, in_flight).await;
-        let relayed = relay(client.clone(), store.clone(), events, batch, in_flight).await;
+        let relayed = relay(
+            client.clone(),
+            store.clone(),
+            events,
+            batch,
+            in_flight,
+            Full,
+        )
+        .await;
+        let compact = relay(
+            client.clone(),
+            store.clone(),
+            events,
+            batch,
+            in_flight,
+            Compact,
+        )
+        .await;
+        let memory = relay_to_memory(store.clone(), events, batch).await;
         for (name, rate) in [
             ("raw JetStream publish (async-nats)", raw),
             ("raw, inbox per batch", inbox),
             ("sink only (same msgs)", sink),
             ("relay (store -> NATS)", relayed),
+            ("relay, compact headers", compact),
+            ("relay (store -> memory, no broker)", memory),
         ] {
             println!(
                 "{:<44} {:>12.0} {:>8.2} {:>8.2}",

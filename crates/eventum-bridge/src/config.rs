@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::message::HeaderSet;
 
 /// How events map to broker topics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub struct RelayConfig {
     pub topics: TopicMapping,
     /// The CloudEvents `ce_source` of every message. Default `eventum`.
     pub source: String,
+    /// Which headers messages carry. Default [`HeaderSet::Full`].
+    pub headers: HeaderSet,
     /// Most events handed to the sink in one batch. Default 512.
     pub batch_events_max: usize,
     /// Batches sent and not yet acknowledged at once: while the broker acknowledges one,
@@ -71,6 +74,7 @@ impl Default for RelayConfig {
             name: "default".into(),
             topics: TopicMapping::Category,
             source: "eventum".into(),
+            headers: HeaderSet::Full,
             batch_events_max: 512,
             batches_in_flight_max: 4,
             batch_linger_ms: 2,

@@ -14,6 +14,8 @@ pub enum ConfigError {
     RetryDelays { min_ms: u64, max_ms: u64 },
     #[error("unknown topic mapping {0:?}: use `category` or `type`")]
     UnknownTopicMapping(String),
+    #[error("unknown header set {0:?}: use `full` or `compact`")]
+    UnknownHeaderSet(String),
     #[error("bad broker URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
 }

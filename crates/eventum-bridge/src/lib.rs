@@ -38,7 +38,7 @@ pub use inbound_redis::{RedisInbound, RedisInboundConfig};
 pub use inbound_target::{Delivered, HandlerTarget, InboundTarget};
 pub use kafka::{KafkaSink, KafkaSinkConfig, TopicSpec};
 pub use memory::MemorySink;
-pub use message::{Message, header, kebab_case};
+pub use message::{HeaderSet, Message, header, kebab_case};
 pub use nats::{NatsSink, NatsSinkConfig};
 pub use rabbitmq::{RabbitMqSink, RabbitMqSinkConfig};
 pub use redis_streams::{RedisSink, RedisSinkConfig};

@@ -27,6 +27,31 @@ pub mod header {
     pub const EVENTUM_METADATA: &str = "eventum_metadata";
 }
 
+/// Which headers a message carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum HeaderSet {
+    /// Every header of [`header`] (the default).
+    #[default]
+    Full,
+    /// Without the derivable ones — `ce_datacontenttype` (always JSON),
+    /// `eventum_version` and `eventum_position` — for brokers where every header byte
+    /// costs: about a quarter less header text per message.
+    Compact,
+}
+
+impl std::str::FromStr for HeaderSet {
+    type Err = crate::error::ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Self::Full),
+            "compact" => Ok(Self::Compact),
+            other => Err(crate::error::ConfigError::UnknownHeaderSet(
+                other.to_owned(),
+            )),
+        }
+    }
+}
+
 /// One event as a broker message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -46,25 +71,41 @@ pub struct Message {
 }
 
 impl Message {
-    /// The message for `event` under `mapping`, with `source` as `ce_source`.
+    /// The message for `event` under `mapping`, with `source` as `ce_source` and every
+    /// header ([`HeaderSet::Full`]).
     pub fn from_event(event: &RecordedEvent, mapping: TopicMapping, source: &str) -> Self {
+        Self::from_event_with(event, mapping, source, HeaderSet::Full)
+    }
+
+    /// The message for `event` with the headers of `set`.
+    pub fn from_event_with(
+        event: &RecordedEvent,
+        mapping: TopicMapping,
+        source: &str,
+        set: HeaderSet,
+    ) -> Self {
         let topic = match mapping {
             TopicMapping::Category => format!("{}-events", non_empty(kebab_case(event.category()))),
             TopicMapping::EventType => non_empty(kebab_case(&event.event_type)),
         };
-        let mut headers = vec![
+        let mut headers = Vec::with_capacity(12);
+        headers.extend([
             (header::CE_ID, event.id.to_string()),
             (header::CE_TYPE, event.event_type.clone()),
             (header::CE_SOURCE, source.to_owned()),
             (header::CE_TIME, event.recorded_at_rfc3339()),
             (header::CE_SPECVERSION, CE_SPEC_VERSION.to_owned()),
             (header::CE_SUBJECT, event.stream.clone()),
-            (header::CE_DATACONTENTTYPE, "application/json".to_owned()),
             (header::CORRELATION_ID, event.correlation_id.to_string()),
             (header::CAUSATION_ID, event.causation_id.to_string()),
-            (header::EVENTUM_VERSION, event.version.to_string()),
-            (header::EVENTUM_POSITION, event.position.to_string()),
-        ];
+        ]);
+        if set == HeaderSet::Full {
+            headers.extend([
+                (header::CE_DATACONTENTTYPE, "application/json".to_owned()),
+                (header::EVENTUM_VERSION, event.version.to_string()),
+                (header::EVENTUM_POSITION, event.position.to_string()),
+            ]);
+        }
         if !event.metadata.is_empty() {
             // Stored metadata is compact JSON, so it holds no raw line breaks that a
             // text header (NATS) could not carry.
@@ -183,5 +224,22 @@ mod tests {
         assert_eq!(m.header(header::EVENTUM_METADATA), Some(r#"{"user":"u1"}"#));
         let by_type = Message::from_event(&e, TopicMapping::EventType, "shop");
         assert_eq!(by_type.topic, "order-created");
+        assert_eq!(m.header(header::EVENTUM_POSITION), Some("17"));
+        let compact =
+            Message::from_event_with(&e, TopicMapping::Category, "shop", HeaderSet::Compact);
+        assert_eq!(compact.header(header::EVENTUM_POSITION), None);
+        assert_eq!(compact.header(header::CE_DATACONTENTTYPE), None);
+        for required in [
+            header::CE_ID,
+            header::CE_TYPE,
+            header::CE_SOURCE,
+            header::CE_TIME,
+            header::CE_SPECVERSION,
+            header::CE_SUBJECT,
+            header::CORRELATION_ID,
+            header::CAUSATION_ID,
+        ] {
+            assert_eq!(compact.header(required), m.header(required), "{required}");
+        }
     }
 }

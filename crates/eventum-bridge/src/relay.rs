@@ -318,7 +318,14 @@ impl Runner {
         let messages: Vec<Message> = events
             .iter()
             .filter(|e| self.config.include_system_streams || !e.stream.starts_with('$'))
-            .map(|e| Message::from_event(e, self.config.topics, &self.config.source))
+            .map(|e| {
+                Message::from_event_with(
+                    e,
+                    self.config.topics,
+                    &self.config.source,
+                    self.config.headers,
+                )
+            })
             .collect();
         Ok(InFlight {
             messages,

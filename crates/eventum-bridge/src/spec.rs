@@ -54,6 +54,8 @@ pub struct BridgeSpec {
     pub create_stream: Option<String>,
     /// Relay: the CloudEvents `ce_source`. Default `eventum`.
     pub source: Option<String>,
+    /// Relay: `full` (the default) or `compact` headers (see `HeaderSet`).
+    pub headers: Option<String>,
     pub batch_events_max: Option<usize>,
     pub batches_in_flight_max: Option<usize>,
     /// Inbound: what to consume — NATS: one filter subject; Kafka: topics; Redis:
@@ -153,6 +155,7 @@ impl BridgeSpec {
                 set(self.prefix.is_some(), "prefix"),
                 set(self.create_stream.is_some(), "create_stream"),
                 set(self.source.is_some(), "source"),
+                set(self.headers.is_some(), "headers"),
                 set(self.batch_events_max.is_some(), "batch_events_max"),
                 set(
                     self.batches_in_flight_max.is_some(),
@@ -229,6 +232,9 @@ impl BridgeSpec {
         }
         if let Some(s) = &self.source {
             config.source = s.clone();
+        }
+        if let Some(h) = &self.headers {
+            config.headers = h.parse().map_err(|e| self.config_error(e))?;
         }
         if let Some(n) = self.batch_events_max {
             config.batch_events_max = n;
