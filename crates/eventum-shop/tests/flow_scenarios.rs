@@ -133,10 +133,13 @@ async fn declined_payment_releases_stock_and_cancels(flow: FlowStyle, method: &s
         500,
         "stock released"
     );
-    assert_eq!(
-        types_of(log.as_ref(), &format!("reservation-{id}")).await,
-        ["StockReserved", "StockReleased"]
-    );
+    wait_types(
+        log.as_ref(),
+        &format!("reservation-{id}"),
+        &["StockReserved", "StockReleased"],
+        WAIT,
+    )
+    .await;
     assert_eq!(
         types_of(log.as_ref(), &format!("payment-{id}")).await,
         ["PaymentFailed"]

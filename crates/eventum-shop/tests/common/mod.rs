@@ -100,6 +100,29 @@ pub async fn wait_settled(shop: &Shop, timeout: Duration) {
     }
 }
 
+/// Waits until `stream` holds exactly `expected` (by type, in order); panics with what it
+/// holds after `timeout`. For records written after the state a test waited for (a
+/// release is recorded on the reservation after the product let the units go).
+pub async fn wait_types(
+    store: &dyn EventStore,
+    stream: &str,
+    expected: &[&str],
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let types = types_of(store, stream).await;
+        if types == expected {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream}: {types:?}, expected {expected:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The event types of a stream, in order.
 pub async fn types_of(store: &dyn EventStore, stream: &str) -> Vec<String> {
     let name = eventum_core::StreamName::new(stream).unwrap();
