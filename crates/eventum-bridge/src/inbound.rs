@@ -336,8 +336,11 @@ async fn fetch(
     consumer: &jetstream::consumer::Consumer<pull::Config>,
     config: &NatsInboundConfig,
 ) -> Result<Vec<async_nats::jetstream::Message>, String> {
+    // `batch`, not `fetch`: a fetch is a no-wait request that returns at once when nothing
+    // is pending, so an idle consumer would spin on it; a batch request waits up to
+    // `fetch_wait_ms` for the first message.
     let mut batch = consumer
-        .fetch()
+        .batch()
         .max_messages(config.batch_messages_max)
         .expires(Duration::from_millis(config.fetch_wait_ms))
         .messages()
