@@ -22,6 +22,7 @@ pub mod nats;
 pub mod rabbitmq;
 pub mod redis_streams;
 pub mod relay;
+mod relay_reader;
 pub mod sink;
 pub mod spec;
 

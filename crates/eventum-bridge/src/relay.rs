@@ -7,12 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventum_core::{
-    EventStore, RecordedEvent, StorageError, StreamName, Subscription, SubscriptionFrom,
-    SubscriptionTarget,
-};
-use futures::{FutureExt, StreamExt};
-use tokio::sync::watch;
+use eventum_core::{EventStore, StreamName, SubscriptionFrom, SubscriptionTarget};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -20,6 +16,7 @@ use crate::checkpoint::Checkpoint;
 use crate::config::RelayConfig;
 use crate::error::{ConfigError, RelayError, SinkError};
 use crate::message::Message;
+use crate::relay_reader::{ReadBatch, read_batches};
 use crate::sink::{Acks, Sink};
 
 /// What a relay is doing, for status lines and tests.
@@ -175,6 +172,10 @@ async fn run(
         SubscriptionTarget::All,
         SubscriptionFrom::Position(next_position),
     );
+    // Reading and mapping run in their own task, a bounded number of batches ahead, so
+    // they overlap with publishing.
+    let (batch_tx, mut batch_rx) = mpsc::channel(config.batches_in_flight_max);
+    let reader = tokio::spawn(read_batches(subscription, config.clone(), batch_tx));
     let mut runner = Runner {
         sink,
         config,
@@ -185,19 +186,12 @@ async fn run(
         unsaved: false,
         last_save: Instant::now(),
     };
-    let result = runner.follow(subscription).await;
+    let result = runner.follow(&mut batch_rx).await;
+    reader.abort();
     if result.is_ok() && runner.unsaved {
         runner.save().await?;
     }
     result
-}
-
-fn taken(item: Option<Result<RecordedEvent, StorageError>>) -> Result<RecordedEvent, RelayError> {
-    match item {
-        Some(Ok(event)) => Ok(event),
-        Some(Err(e)) => Err(RelayError::Subscription(e)),
-        None => Err(RelayError::SubscriptionEnded),
-    }
 }
 
 /// A batch handed to the sink whose acknowledgements are pending.
@@ -213,17 +207,19 @@ enum Step {
     Stop,
     Save,
     Acked(Result<(), SinkError>),
-    Event(RecordedEvent),
+    Read(Option<Result<ReadBatch, RelayError>>),
 }
 
 impl Runner {
-    /// Reads events in batches and keeps up to `batches_in_flight_max` of them sent and
+    /// Takes the reader's batches and keeps up to `batches_in_flight_max` of them sent and
     /// unacknowledged. Acknowledgements are taken in batch order, so the position only
     /// ever moves past a batch once it and every batch before it are acknowledged. A
     /// failure re-sends every batch in flight, one at a time, until the broker is back.
-    async fn follow(&mut self, mut subscription: Subscription) -> Result<(), RelayError> {
+    async fn follow(
+        &mut self,
+        batches: &mut mpsc::Receiver<Result<ReadBatch, RelayError>>,
+    ) -> Result<(), RelayError> {
         let interval = Duration::from_millis(self.config.checkpoint_interval_ms);
-        let linger = Duration::from_millis(self.config.batch_linger_ms);
         let mut in_flight: VecDeque<InFlight> = VecDeque::new();
         loop {
             let save_in = interval.saturating_sub(self.last_save.elapsed());
@@ -241,7 +237,7 @@ impl Runner {
                 _ = stopped(&mut self.stop) => Step::Stop,
                 r = acked, if waiting => Step::Acked(r),
                 _ = tokio::time::sleep(save_in), if self.unsaved => Step::Save,
-                item = subscription.next(), if room => Step::Event(taken(item)?),
+                read = batches.recv(), if room => Step::Read(read),
             };
             match step {
                 Step::Stop => return Ok(()),
@@ -255,8 +251,13 @@ impl Runner {
                         return Ok(());
                     }
                 }
-                Step::Event(first) => {
-                    let batch = self.take_batch(first, &mut subscription, linger).await?;
+                Step::Read(read) => {
+                    let read = read.unwrap_or(Err(RelayError::SubscriptionEnded))?;
+                    let batch = InFlight {
+                        messages: read.messages,
+                        last_position: read.last_position,
+                        acks: Box::pin(std::future::pending()),
+                    };
                     let sent = if batch.messages.is_empty() {
                         // A batch of skipped events only has to wait its turn.
                         Ok(Box::pin(std::future::ready(Ok(()))) as Acks)
@@ -283,55 +284,6 @@ impl Runner {
                 self.save().await?;
             }
         }
-    }
-
-    /// Collects a batch: `first`, then whatever follows within the linger, up to
-    /// `batch_events_max` events; system events are skipped unless configured.
-    async fn take_batch(
-        &self,
-        first: RecordedEvent,
-        subscription: &mut Subscription,
-        linger: Duration,
-    ) -> Result<InFlight, RelayError> {
-        let max = self.config.batch_events_max;
-        let mut events = Vec::with_capacity(max.min(4_096));
-        events.push(first);
-        // What is ready now (a catch-up has whole pages ready) costs no timer.
-        while events.len() < max {
-            match subscription.next().now_or_never() {
-                Some(item) => events.push(taken(item)?),
-                None => break,
-            }
-        }
-        if events.len() < max {
-            let linger = tokio::time::sleep(linger);
-            tokio::pin!(linger);
-            while events.len() < max {
-                tokio::select! {
-                    biased;
-                    item = subscription.next() => events.push(taken(item)?),
-                    () = &mut linger => break,
-                }
-            }
-        }
-        let last_position = events.last().map_or(self.next_position, |e| e.position);
-        let messages: Vec<Message> = events
-            .iter()
-            .filter(|e| self.config.include_system_streams || !e.stream.starts_with('$'))
-            .map(|e| {
-                Message::from_event_with(
-                    e,
-                    self.config.topics,
-                    &self.config.source,
-                    self.config.headers,
-                )
-            })
-            .collect();
-        Ok(InFlight {
-            messages,
-            last_position,
-            acks: Box::pin(std::future::pending()),
-        })
     }
 
     /// Moves the position past an acknowledged batch.
