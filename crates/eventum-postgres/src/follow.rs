@@ -23,6 +23,8 @@ pub(crate) async fn run_follower(inner: Arc<Inner>, mut next: u64) {
     loop {
         match publish_new(&inner, &mut next).await {
             Ok(()) => {}
+            // Shutting down (the pool closes right after this task is aborted).
+            Err(_) if inner.live.lock().unwrap().is_none() => return,
             Err(e) => tracing::warn!(error = %e, "postgres follower: read failed; retrying"),
         }
         tokio::select! {

@@ -4,9 +4,10 @@
 //! flush and one hold of the position lock serve a whole group instead of one append,
 //! which is what lets many writers go faster than one commit per fsync.
 //!
-//! Up to `committers_max` groups run at once, each on its own connection. The position
-//! lock still serialises their commits, but a group that starts while another is
-//! committing does everything else meanwhile: it locks its streams, decides, and inserts
+//! Up to `committers_max` groups run at once, each on its own connection, when there is
+//! more work queued than one group carries (`group_events_max`, `group_appends_max`).
+//! The position lock still serialises their commits, but a group that starts while
+//! another is committing does everything else meanwhile: it locks its streams, decides, and inserts
 //! its events at the positions the running group will leave free (known as soon as that
 //! group has decided), then takes exactly those positions once the running group has
 //! committed (`take_positions`, which fails if anyone else took them first; the group is
@@ -105,6 +106,8 @@ struct Scheduler {
     /// The base streams of each running group, by task id.
     busy: Vec<(tokio::task::Id, HashSet<String>)>,
     predict_from: Instant,
+    /// Whether the group started last was full (requests were left for the next one).
+    last_full: bool,
 }
 
 /// Takes groups off the queue until the store shuts down.
@@ -124,13 +127,19 @@ pub(crate) async fn run_committer(inner: Arc<Inner>, queue: mpsc::Receiver<Reque
         last: None,
         busy: Vec::new(),
         predict_from: Instant::now(),
+        last_full: false,
     };
     let slots = s.inner.config.committers_max.max(1);
     loop {
         while let Some(done) = s.running.try_join_next_with_id() {
             s.absorb(done);
         }
-        if s.running.len() >= slots {
+        // A second group starts only while the running one was full: then there is more
+        // work than one transaction carries, and the second group's inserts overlap the
+        // first one's commit. Otherwise (writers waiting for their appends, all in the
+        // running group) it would only split them into groups that flush in turn.
+        let overlap = s.last_full && s.running.len() < slots;
+        if !s.running.is_empty() && !overlap {
             let done = s.running.join_next_with_id().await.expect("running");
             s.absorb(done);
             continue;
@@ -268,6 +277,7 @@ impl Scheduler {
             stage,
             may_predict: Instant::now() >= self.predict_from,
         };
+        self.last_full = is_full;
         let handle = self.running.spawn(commit_group(self.inner.clone(), job));
         self.busy.push((handle.id(), streams));
         self.last = Some(stage_rx);

@@ -57,6 +57,13 @@ pub struct BenchArgs {
     /// embedded log; the bench works in a fresh schema and drops it afterwards.
     #[arg(long)]
     pub store: Option<String>,
+    /// With --store: group-commit transactions in flight at once (PgConfig::committers_max;
+    /// 1 commits groups one after the other).
+    #[arg(long, default_value_t = eventum_postgres::PgConfig::new("").committers_max)]
+    pub store_committers: usize,
+    /// With --store: most events per group-commit transaction (PgConfig::group_events_max).
+    #[arg(long, default_value_t = eventum_postgres::PgConfig::new("").group_events_max)]
+    pub store_group_events: usize,
 }
 
 /// One measured scenario.

@@ -25,6 +25,8 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
     let schema = format!("eventum_bench_{}", std::process::id());
     let mut config = PgConfig::new(url).with_schema(&schema);
     config.pool_size_max = 16;
+    config.committers_max = args.store_committers;
+    config.group_events_max = args.store_group_events;
     let result = run_in(args, url, config).await;
     if !args.keep {
         let _ = baseline::execute(
@@ -34,7 +36,10 @@ pub(super) async fn run(args: &BenchArgs, url: &str) -> anyhow::Result<Report> {
         .await;
     }
     let mut report = result?;
-    report.server = Some(format!("{server}; schema {schema}"));
+    report.server = Some(format!(
+        "{server}; schema {schema}; committers_max {}, group_events_max {}",
+        args.store_committers, args.store_group_events
+    ));
     Ok(report)
 }
 
