@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use deadpool_postgres::{ClientWrapper, Object};
 use eventum_core::{
@@ -20,7 +21,7 @@ use crate::append::{Locked, apply_system_events, find_retry};
 use crate::error::storage;
 use crate::group::{Request, Stage};
 use crate::group_sql::{self, Statements, WriteRows};
-use crate::store::Inner;
+use crate::store::{Inner, Phases};
 
 /// Longest a group that inserted at predicted positions waits for the running group to
 /// hold the position lock before it asks for the lock itself.
@@ -69,11 +70,14 @@ pub(crate) async fn commit_group(inner: Arc<Inner>, job: GroupJob) -> Outcome {
             queued: inner.queued.load(Ordering::Acquire),
         });
     };
-    match try_commit_group(&inner, group, predecessor, &stage, may_predict).await {
+    let mut phases = Phases::start();
+    let committed = try_commit_group(&inner, group, predecessor, &stage, may_predict, &mut phases);
+    match committed.await {
         Ok((accepted, results, deferred, predicted)) => {
             if let Some(head) = results.iter().map(|r| r.position).max() {
+                phases.committed = Some(Instant::now());
                 inner.raise_next_position(head + 1);
-                inner.note_group(accepted.len(), predicted);
+                inner.note_group(accepted.len(), predicted, &phases);
                 inner.wake.notify_one();
             }
             done(accepted.len());
@@ -194,6 +198,7 @@ async fn try_commit_group(
     mut predecessor: Option<watch::Receiver<Stage>>,
     stage: &watch::Sender<Stage>,
     may_predict: bool,
+    phases: &mut Phases,
 ) -> Result<Written, Failure> {
     let client = match inner.client().await {
         Ok(c) => c,
@@ -222,12 +227,14 @@ async fn try_commit_group(
         .filter(probing)
         .map(|r| r.events[0].id())
         .collect();
-    // One round trip: BEGIN, lock the rows, probe. The requests go out in this order and
-    // run in it, so the probe sees every commit made by whoever held the rows before.
+    // One round trip: BEGIN, create missing rows, lock the rows, probe. The requests go out
+    // in this order and run in it, so the probe sees every commit made by whoever held the
+    // rows before.
     let lock_params: [&(dyn ToSql + Sync); 1] = [&names];
-    let (begun, locked, found) = tokio::join!(
+    let (begun, created, locked, found) = tokio::join!(
         biased;
         client.batch_execute("BEGIN"),
+        client.execute(&statements.create, &lock_params),
         client.query(&statements.lock, &lock_params),
         async {
             if probe_ids.is_empty() {
@@ -240,7 +247,10 @@ async fn try_commit_group(
         },
     );
     // From here on a failure closes the connection, which rolls the transaction back.
-    let opened = begun.and(locked).and_then(|l| found.map(|f| (l, f)));
+    let opened = begun
+        .and(created.map(|_| ()))
+        .and(locked)
+        .and_then(|l| found.map(|f| (l, f)));
     let (locked, found) = match opened {
         Ok(r) => r,
         Err(e) => {
@@ -248,6 +258,7 @@ async fn try_commit_group(
             return Err(Failure::Storage(storage(e), group));
         }
     };
+    phases.opened = Some(Instant::now());
     let mut streams = group_sql::locked(&locked);
     let mut found = group_sql::probed(&found).into_iter();
     let probed: Vec<Option<i64>> = group
@@ -340,9 +351,9 @@ async fn try_commit_group(
     };
     let written = match (predicted, predecessor.as_mut()) {
         (Some(first), Some(p)) => {
-            write_predicted(&client, &statements, &rows, first, p, stage).await
+            write_predicted(&client, &statements, &rows, first, p, stage, phases).await
         }
-        _ => write_classic(&client, &statements, &rows, &accepted, stage).await,
+        _ => write_classic(&client, &statements, &rows, &accepted, stage, phases).await,
     };
     let first = match written {
         Ok(first) => first,
@@ -387,11 +398,14 @@ async fn write_classic(
     rows: &WriteRows<'_>,
     accepted: &[(Request, i64)],
     stage: &watch::Sender<Stage>,
+    phases: &mut Phases,
 ) -> Result<i64, WriteFailure> {
     let params = rows.params();
     let n = rows.total();
+    let written = &mut phases.written;
     let write = async {
         let row = client.query_one(&statements.write, &params).await?;
+        *written = Some(Instant::now());
         let first: i64 = row.get(0);
         stage.send_replace(Stage::HeadTaken { next: first + n });
         Ok::<i64, tokio_postgres::Error>(first)
@@ -424,6 +438,7 @@ async fn write_predicted(
     first: i64,
     predecessor: &mut watch::Receiver<Stage>,
     stage: &watch::Sender<Stage>,
+    phases: &mut Phases,
 ) -> Result<i64, WriteFailure> {
     let n = rows.total();
     stage.send_replace(Stage::Positions { next: first + n });
@@ -436,10 +451,12 @@ async fn write_predicted(
     // detector sees the whole cycle and breaks it.
     let _ = tokio::time::timeout(PREDECESSOR_WAIT, head_taken(predecessor)).await;
     let channel = rows.channel();
+    let written = &mut phases.written;
     let take = async {
         client
             .execute(&statements.take, &[&first, &n, &channel])
             .await?;
+        *written = Some(Instant::now());
         stage.send_replace(Stage::HeadTaken { next: first + n });
         Ok::<(), tokio_postgres::Error>(())
     };

@@ -20,6 +20,7 @@ use crate::read::NOW_US_SQL;
 
 /// The group's prepared statements (cached per connection).
 pub(crate) struct Statements {
+    pub create: Statement,
     pub lock: Statement,
     pub probe: Statement,
     /// Takes positions from `log_head` (holding its row lock to the commit), inserts the
@@ -72,14 +73,27 @@ pub(crate) async fn statements(client: &ClientWrapper) -> Result<Statements, Sto
         insert_cte("$1::bigint")
     );
     Ok(Statements {
-        // Locks (creating if missing) the rows of the names, in the order given.
-        lock: client
+        // Creates the missing rows of the names, in the order given. (A separate statement
+        // from the lock: rows another transaction creates meanwhile are waited for here
+        // and seen by the lock's newer snapshot.)
+        create: client
             .prepare_cached(
                 "INSERT INTO streams (name)
                  SELECT t.name FROM UNNEST($1::text[]) WITH ORDINALITY AS t(name, ord)
                  ORDER BY t.ord
-                 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-                 RETURNING name, last_version, deleted",
+                 ON CONFLICT (name) DO NOTHING",
+            )
+            .await
+            .map_err(storage)?,
+        // Locks the rows of the names, in the order given, without writing them (an
+        // upsert that "updates" them would write a new row version each).
+        lock: client
+            .prepare_cached(
+                "SELECT s.name, s.last_version, s.deleted
+                 FROM UNNEST($1::text[]) WITH ORDINALITY AS t(name, ord)
+                 JOIN streams s ON s.name = t.name
+                 ORDER BY t.ord
+                 FOR UPDATE OF s",
             )
             .await
             .map_err(storage)?,

@@ -37,6 +37,8 @@ pub(crate) struct Inner {
     pub(crate) appends_committed: AtomicU64,
     pub(crate) groups_predicted: AtomicU64,
     pub(crate) groups_rewritten: AtomicU64,
+    /// Phase times of committed groups, µs (see [`GroupCommitStats`]).
+    pub(crate) phase_us: [AtomicU64; 3],
     /// Appends sent to the committer's queue and not yet taken by it.
     pub(crate) queued: AtomicUsize,
 }
@@ -46,7 +48,10 @@ impl Inner {
         self.pool.get().await.map_err(pool)
     }
 
-    pub(crate) fn note_group(&self, appends: usize, predicted: bool) {
+    pub(crate) fn note_group(&self, appends: usize, predicted: bool, phases: &Phases) {
+        for (sum, d) in self.phase_us.iter().zip(phases.durations()) {
+            sum.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        }
         self.groups_committed.fetch_add(1, Ordering::Relaxed);
         self.appends_committed
             .fetch_add(appends as u64, Ordering::Relaxed);
@@ -57,6 +62,32 @@ impl Inner {
 
     pub(crate) fn raise_next_position(&self, next: u64) {
         self.next_position.fetch_max(next, Ordering::AcqRel);
+    }
+}
+
+/// When a group's phases ended (see [`GroupCommitStats`]).
+pub(crate) struct Phases {
+    pub started: std::time::Instant,
+    pub opened: Option<std::time::Instant>,
+    pub written: Option<std::time::Instant>,
+    pub committed: Option<std::time::Instant>,
+}
+
+impl Phases {
+    pub(crate) fn start() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+            opened: None,
+            written: None,
+            committed: None,
+        }
+    }
+
+    fn durations(&self) -> [std::time::Duration; 3] {
+        let opened = self.opened.unwrap_or(self.started);
+        let written = self.written.unwrap_or(opened);
+        let committed = self.committed.unwrap_or(written);
+        [opened - self.started, written - opened, committed - written]
     }
 }
 
@@ -72,6 +103,13 @@ pub struct GroupCommitStats {
     /// Groups written again because their predicted positions were taken by another
     /// transaction (another process appending to the schema).
     pub rewritten: u64,
+    /// Where committed groups spent their time, summed, in µs: `BEGIN` + row locks +
+    /// retry probes (one round trip, including waits for rows); the write statement
+    /// (including the wait for the position lock, and for a predicted group the wait for
+    /// its predecessor); the rest of the `COMMIT` (the WAL flush and the round trip).
+    pub open_us: u64,
+    pub write_us: u64,
+    pub commit_us: u64,
 }
 
 /// The PostgreSQL event store. Open with [`PgStore::open`]; dropping it (or
@@ -131,6 +169,7 @@ impl PgStore {
             appends_committed: AtomicU64::new(0),
             groups_predicted: AtomicU64::new(0),
             groups_rewritten: AtomicU64::new(0),
+            phase_us: Default::default(),
             queued: AtomicUsize::new(0),
         });
         let (queue, requests) = mpsc::channel(inner.config.append_queue_max);
@@ -166,6 +205,9 @@ impl PgStore {
             appends: load(&self.inner.appends_committed),
             predicted: load(&self.inner.groups_predicted),
             rewritten: load(&self.inner.groups_rewritten),
+            open_us: load(&self.inner.phase_us[0]),
+            write_us: load(&self.inner.phase_us[1]),
+            commit_us: load(&self.inner.phase_us[2]),
         }
     }
 

@@ -69,7 +69,15 @@ async fn run_in(args: &BenchArgs, url: &str, config: PgConfig) -> anyhow::Result
             let groups = (after.groups - before.groups).max(1);
             let per_commit = (after.appends - before.appends) as f64 / groups as f64;
             let predicted = 100 * (after.predicted - before.predicted) / groups;
-            s.name = format!("{} ({per_commit:.1}/commit, {predicted}% pred.)", s.name);
+            let ms = |a: u64, b: u64| (a - b) as f64 / groups as f64 / 1e3;
+            s.name = format!(
+                "{} ({per_commit:.1}/commit, {predicted}% pred., ms open/write/commit \
+                 {:.1}/{:.1}/{:.1})",
+                s.name,
+                ms(after.open_us, before.open_us),
+                ms(after.write_us, before.write_us),
+                ms(after.commit_us, before.commit_us),
+            );
             s.ratio_to_baseline = Some(s.events_per_s / raw.events_per_s.max(1e-9));
             scenarios.push(raw);
             scenarios.push(s);
