@@ -23,8 +23,9 @@ use crate::group::{Request, Stage};
 use crate::group_sql::{self, Statements, WriteRows};
 use crate::store::{Inner, Phases};
 
-/// Longest a group that inserted at predicted positions waits for the running group to
-/// hold the position lock before it asks for the lock itself.
+/// Longest a group waits for the running group: to learn where its positions end (then
+/// it takes positions from `log_head` itself), and, having inserted at predicted
+/// positions, to hold the position lock (then it asks for the lock itself).
 const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// A group to commit.
@@ -345,8 +346,16 @@ async fn try_commit_group(
         .collect();
     let rows = WriteRows::new(&appends, &channel);
     let system = accepted.iter().any(|(r, _)| r.stream.is_system());
+    // Bounded, like the wait in `write_predicted`: this group holds its stream rows, and
+    // another process's transaction waiting for one of them may hold a row the running
+    // group waits for. After the bound the group takes positions from `log_head` itself,
+    // which never waits on the running group.
     let predicted = match predecessor.as_mut() {
-        Some(p) if may_predict && !system => positions_after(p).await,
+        Some(p) if may_predict && !system => {
+            tokio::time::timeout(PREDECESSOR_WAIT, positions_after(p))
+                .await
+                .unwrap_or(None)
+        }
         _ => None,
     };
     let written = match (predicted, predecessor.as_mut()) {
