@@ -45,6 +45,10 @@ struct RunArgs {
     /// NATS only: create (or reuse) this JetStream stream capturing `{prefix}.>`.
     #[arg(long)]
     create_stream: Option<String>,
+    /// Message headers: `full`, or `compact` (without the derivable
+    /// ce_datacontenttype, eventum_version, eventum_position).
+    #[arg(long, default_value = "full")]
+    headers: String,
     /// Most events per published batch.
     #[arg(long, default_value_t = 512)]
     batch_events_max: usize,
@@ -75,6 +79,7 @@ impl RunArgs {
             to: Some(self.to.clone()),
             topics: Some(self.topics.clone()),
             prefix: Some(self.prefix.clone()),
+            headers: Some(self.headers.clone()),
             create_stream: self.create_stream.clone(),
             batch_events_max: Some(self.batch_events_max),
             batches_in_flight_max: Some(self.batches_in_flight_max),
