@@ -14,6 +14,7 @@ use futures::StreamExt;
 use tokio::sync::broadcast;
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::error::storage;
 use crate::read;
 use crate::store::Inner;
 
@@ -34,9 +35,33 @@ pub(crate) async fn run_follower(inner: Arc<Inner>, mut next: u64) {
     }
 }
 
-/// Reads and broadcasts committed events from `*next` until none are left.
+/// The committed head: every position below it is committed and visible (commit order
+/// equals position order).
+async fn committed_head(inner: &Inner) -> Result<u64, StorageError> {
+    let client = inner.client().await?;
+    let stmt = client
+        .prepare_cached("SELECT next_position FROM log_head")
+        .await
+        .map_err(storage)?;
+    let row = client.query_one(&stmt, &[]).await.map_err(storage)?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+/// Reads and broadcasts committed events from `*next` until none are left. With no live
+/// receiver it reads nothing but the committed head and moves past it: a subscription
+/// subscribes to the broadcast *before* it reads the table, so one that arrives after
+/// the receiver count was seen to be zero reads every position below that head itself.
 async fn publish_new(inner: &Inner, next: &mut u64) -> Result<(), StorageError> {
     let batch_events = inner.config.follow_batch_events.max(1);
+    let head = committed_head(inner).await?;
+    {
+        let live = inner.live.lock().unwrap();
+        if live.as_ref().is_some_and(|l| l.receiver_count() == 0) {
+            *next = (*next).max(head);
+            inner.raise_next_position(*next);
+            return Ok(());
+        }
+    }
     loop {
         let events =
             read::read_all(inner, Some(*next), ReadDirection::Forward, batch_events).await?;
