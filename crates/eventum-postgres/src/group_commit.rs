@@ -28,6 +28,15 @@ use crate::store::{Inner, Phases};
 /// positions, to hold the position lock (then it asks for the lock itself).
 const PREDECESSOR_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// Opens a group's transaction. Nested loops over the primary key only: the statements
+/// join a handful of names against `streams`, and their connection-cached plans may have
+/// been made while the table was small (a generic plan then keeps hashing a sequential
+/// scan of the whole table for every group until the next ANALYZE, a cost that grows with
+/// the number of streams, as the multi-process shop measured). With hash and merge joins
+/// off, even an empty table's plan is a nested loop with an index lookup per name.
+const BEGIN_GROUP: &str =
+    "BEGIN; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
+
 /// A group to commit.
 pub(crate) struct GroupJob {
     pub group: Vec<Request>,
@@ -234,7 +243,7 @@ async fn try_commit_group(
     let lock_params: [&(dyn ToSql + Sync); 1] = [&names];
     let (begun, created, locked, found) = tokio::join!(
         biased;
-        client.batch_execute("BEGIN"),
+        client.batch_execute(BEGIN_GROUP),
         client.execute(&statements.create, &lock_params),
         client.query(&statements.lock, &lock_params),
         async {

@@ -98,11 +98,12 @@ pub(crate) async fn statements(client: &ClientWrapper) -> Result<Statements, Sto
             .await
             .map_err(storage)?,
         // For each (stream, event id), the version of that event in that stream, if any.
+        // Only the event id is indexable here, so no plan can walk the stream's versions
+        // looking for it (`ORDER BY version LIMIT 1` on `(stream, version)` would).
         probe: client
             .prepare_cached(
-                "SELECT (SELECT e.version FROM events e
-                         WHERE e.event_id = t.id AND e.stream = t.stream
-                         ORDER BY e.version LIMIT 1)
+                "SELECT (SELECT min(e.version) FILTER (WHERE e.stream = t.stream)
+                         FROM events e WHERE e.event_id = t.id)
                  FROM UNNEST($1::text[], $2::uuid[]) WITH ORDINALITY AS t(stream, id, ord)
                  ORDER BY t.ord",
             )
