@@ -13,8 +13,10 @@ use crate::error::StorageError;
 use crate::event::RecordedEvent;
 use crate::store::{Subscription, SubscriptionFrom, SubscriptionTarget};
 
-/// A batch of events committed together, in position order.
-pub type LiveBatch = Arc<[RecordedEvent]>;
+/// A batch of events committed together, in position order. A `Vec` behind the `Arc`
+/// rather than a slice: writers build the batch as a vector, and converting it to
+/// `Arc<[_]>` would copy every event once more.
+pub type LiveBatch = Arc<Vec<RecordedEvent>>;
 
 /// What a backend provides so that [`subscribe`] can serve its subscriptions.
 #[async_trait]

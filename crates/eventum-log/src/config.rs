@@ -25,7 +25,8 @@ pub struct LogConfig {
     /// Streams whose state the writer keeps in memory.
     pub stream_cache_entries: usize,
     /// Recent event ids kept to recognise a retried append with expected version
-    /// `any`/`exists` (exact and `no_stream` retries are recognised at any age).
+    /// `any`/`exists` (exact and `no_stream` retries are recognised at any age). At least
+    /// this many of the latest ids are kept, and at most twice as many (two generations).
     pub dedupe_window_events: usize,
     /// Durable events the indexer may lag behind by; the writer waits beyond this. Must
     /// not exceed `dedupe_window_events` (retries of unindexed appends are recognised by

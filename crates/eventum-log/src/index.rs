@@ -101,7 +101,8 @@ pub enum StreamChange {
 pub struct IndexEntry {
     pub position: u64,
     pub offset: u64,
-    pub stream: String,
+    /// Shared with the writer's stream cache and dedupe window.
+    pub stream: std::sync::Arc<str>,
     pub version: u64,
     pub change: Option<StreamChange>,
 }
@@ -257,9 +258,9 @@ impl Index {
     /// entries are readable at once from the memtable; they reach the index file when the
     /// memtable holds `memtable_events_max` entries, or with `durable`, which also syncs
     /// the file. Whatever a crash loses of either is rebuilt from the log on open.
-    pub fn apply(
+    pub fn apply<'e>(
         &self,
-        entries: &[IndexEntry],
+        entries: impl IntoIterator<Item = &'e IndexEntry>,
         tail: IndexTail,
         durable: bool,
     ) -> Result<(), StorageError> {

@@ -69,11 +69,8 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
         if let Some((_, tail, _)) = groups.last() {
             let tail = *tail;
             let durable = last_sync.elapsed() >= INDEX_SYNC_INTERVAL;
-            let entries: Vec<IndexEntry> = groups
-                .iter_mut()
-                .flat_map(|g| std::mem::take(&mut g.0))
-                .collect();
-            match shared.index.apply(&entries, tail, durable) {
+            let entries = groups.iter().flat_map(|g| g.0.iter());
+            match shared.index.apply(entries, tail, durable) {
                 Ok(()) => {
                     if durable {
                         last_sync = Instant::now();
@@ -84,7 +81,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
                     shared.set_visible(tail.next_position);
                     for (_, _, events) in groups {
                         if !events.is_empty() {
-                            let _ = live.send(events.into());
+                            let _ = live.send(LiveBatch::new(events));
                         }
                     }
                 }
@@ -107,7 +104,7 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
 }
 
 fn sync(shared: &Shared, tail: IndexTail) {
-    if let Err(err) = shared.index.apply(&[], tail, true) {
+    if let Err(err) = shared.index.apply([], tail, true) {
         tracing::warn!(error = %err, "index sync failed; it will be rebuilt from the log on open");
     }
 }

@@ -127,7 +127,7 @@ pub(crate) fn entry_of(record: &bytes::Bytes, offset: u64) -> IndexEntry {
     IndexEntry {
         position: event.position,
         offset,
-        stream: event.stream,
+        stream: std::sync::Arc::from(event.stream),
         version: event.version,
         change,
     }

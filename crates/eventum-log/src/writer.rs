@@ -3,7 +3,6 @@
 //! `write` and makes it durable with one `fdatasync` (group commit), then hands the group
 //! to the indexer, which makes it visible and acknowledges it.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
@@ -55,24 +54,44 @@ struct CachedStream {
 }
 
 /// Recently written event ids, to recognise a retried append whatever its expectation.
+///
+/// Two generations instead of a FIFO of single ids: ids go into `current`, and when it
+/// holds `capacity` it replaces `previous`, which is dropped whole. The window therefore
+/// always covers at least the last `capacity` ids (at most twice that), and no insert pays
+/// for evicting one old id, a cache miss into a large table on every event.
 struct Dedupe {
     capacity: usize,
-    order: VecDeque<Uuid>,
-    ids: HashMap<Uuid, (Arc<str>, u64, u64)>,
+    current: IdMap,
+    previous: IdMap,
 }
 
+/// Event id → (stream, version, position). foldhash instead of SipHash: ids are 16 bytes
+/// hashed once per event on the writer thread; its per-process seed keeps chosen ids from
+/// colliding on purpose.
+type IdMap = foldhash::HashMap<Uuid, (Arc<str>, u64, u64)>;
+
 impl Dedupe {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            current: IdMap::default(),
+            previous: IdMap::default(),
+        }
+    }
+
+    fn get(&self, id: &Uuid) -> Option<&(Arc<str>, u64, u64)> {
+        self.current.get(id).or_else(|| self.previous.get(id))
+    }
+
     fn insert(&mut self, id: Uuid, stream: Arc<str>, version: u64, position: u64) {
         if self.capacity == 0 {
             return;
         }
-        if self.order.len() >= self.capacity
-            && let Some(old) = self.order.pop_front()
-        {
-            self.ids.remove(&old);
+        if self.current.len() >= self.capacity {
+            let fresh = IdMap::with_capacity_and_hasher(self.capacity, Default::default());
+            self.previous = std::mem::replace(&mut self.current, fresh);
         }
-        self.order.push_back(id);
-        self.ids.insert(id, (stream, version, position));
+        self.current.insert(id, (stream, version, position));
     }
 }
 
@@ -95,7 +114,9 @@ pub(crate) struct Writer {
     pub active: Arc<Segment>,
     pub offset: u64,
     pub next_position: u64,
-    streams: HashMap<String, CachedStream>,
+    /// Keyed by a shared name, so that a cached stream costs no allocation per append: the
+    /// same `Arc` goes to the index entries and the dedupe window.
+    streams: foldhash::HashMap<Arc<str>, CachedStream>,
     dedupe: Dedupe,
     buf: Vec<u8>,
     last_ts_us: i64,
@@ -111,12 +132,7 @@ impl Writer {
         next_position: u64,
         recent: Vec<RecordedEvent>,
     ) -> Self {
-        let capacity = shared.config.dedupe_window_events;
-        let mut dedupe = Dedupe {
-            capacity,
-            order: VecDeque::new(),
-            ids: HashMap::new(),
-        };
+        let mut dedupe = Dedupe::new(shared.config.dedupe_window_events);
         for e in recent {
             dedupe.insert(e.id, Arc::from(e.stream.as_str()), e.version, e.position);
         }
@@ -127,7 +143,7 @@ impl Writer {
             active,
             offset,
             next_position,
-            streams: HashMap::new(),
+            streams: foldhash::HashMap::default(),
             dedupe,
             buf: Vec::new(),
             last_ts_us: 0,
@@ -173,9 +189,10 @@ impl Writer {
         }
     }
 
-    fn lookup(&mut self, name: &str) -> Result<CachedStream, StorageError> {
-        if let Some(s) = self.streams.get(name) {
-            return Ok(s.clone());
+    /// The stream's cached state, with the shared name it is cached under.
+    fn lookup(&mut self, name: &str) -> Result<(Arc<str>, CachedStream), StorageError> {
+        if let Some((key, s)) = self.streams.get_key_value(name) {
+            return Ok((key.clone(), s.clone()));
         }
         if self.streams.len() >= self.shared.config.stream_cache_entries {
             let indexed = self.shared.visible_next();
@@ -187,8 +204,9 @@ impl Writer {
             deleted: row.is_some_and(|r| r.deleted),
             touched: 0,
         };
-        self.streams.insert(name.to_owned(), cached.clone());
-        Ok(cached)
+        let key: Arc<str> = Arc::from(name);
+        self.streams.insert(key.clone(), cached.clone());
+        Ok((key, cached))
     }
 
     fn commit_group(&mut self, group: &mut Vec<WriteRequest>) {
@@ -208,11 +226,15 @@ impl Writer {
         let group_first = self.next_position;
         let ts = now_us().max(self.last_ts_us);
         self.last_ts_us = ts;
-        let mut undo: Vec<(String, Option<CachedStream>)> = Vec::new();
-        let mut entries = Vec::new();
-        let mut live = Vec::new();
-        let mut replies: Vec<(Reply, Result<AppendResult, AppendError>)> = Vec::new();
-        let mut ids = Vec::new();
+        // Sized up front: these grow by one element per event, and regrowing vectors of
+        // events showed up as copies in the writer's profile.
+        let group_events: usize = group.iter().map(|r| r.events.len().max(1)).sum();
+        let mut undo: Vec<(Arc<str>, Option<CachedStream>)> = Vec::with_capacity(group.len());
+        let mut entries = Vec::with_capacity(group_events);
+        let mut live = Vec::with_capacity(group_events);
+        let mut replies: Vec<(Reply, Result<AppendResult, AppendError>)> =
+            Vec::with_capacity(group.len());
+        let mut ids = Vec::with_capacity(group_events);
         let mut position = group_first;
         let mut last_record_at = None;
         for req in group.drain(..) {
@@ -258,7 +280,7 @@ impl Writer {
                 // before it is visible, and would otherwise never see it.
                 {
                     live.push(RecordedEvent {
-                        stream: stream.to_string(),
+                        stream: String::from(&*stream),
                         version,
                         position,
                         recorded_at_us: ts,
@@ -273,7 +295,7 @@ impl Writer {
                 entries.push(IndexEntry {
                     position,
                     offset,
-                    stream: stream.to_string(),
+                    stream: stream.clone(),
                     version,
                     change: change.clone(),
                 });
@@ -414,21 +436,21 @@ impl Writer {
 
     fn remember(
         &mut self,
-        undo: &mut Vec<(String, Option<CachedStream>)>,
-        name: &str,
+        undo: &mut Vec<(Arc<str>, Option<CachedStream>)>,
+        name: &Arc<str>,
         update: CachedStream,
     ) {
-        let previous = self.streams.insert(name.to_owned(), update);
-        undo.push((name.to_owned(), previous));
+        let previous = self.streams.insert(name.clone(), update);
+        undo.push((name.clone(), previous));
     }
 
     fn decide(
         &mut self,
         req: &WriteRequest,
         position: u64,
-        undo: &mut Vec<(String, Option<CachedStream>)>,
+        undo: &mut Vec<(Arc<str>, Option<CachedStream>)>,
     ) -> Result<Decision, AppendError> {
-        let target = self.lookup(req.target.as_str())?;
+        let (target_key, target) = self.lookup(req.target.as_str())?;
         if target.deleted {
             return Err(AppendError::StreamDeleted {
                 stream: req.target.to_string(),
@@ -454,9 +476,9 @@ impl Writer {
                     deleted: false,
                     touched: position + n,
                 };
-                self.remember(undo, req.target.as_str(), update);
+                self.remember(undo, &target_key, update);
                 Ok(Decision::Write {
-                    stream: Arc::from(req.target.as_str()),
+                    stream: target_key,
                     first_version,
                     change: None,
                     events: None,
@@ -464,14 +486,14 @@ impl Writer {
             }
             WriteKind::Delete | WriteKind::Metadata(_) => {
                 let meta_name = req.target.metadata_stream();
-                let meta = self.lookup(meta_name.as_str())?;
+                let (meta_key, meta) = self.lookup(meta_name.as_str())?;
                 let first_version = ActualVersion::from_option(meta.last_version).next_version();
                 let update = CachedStream {
                     last_version: Some(first_version + n - 1),
                     deleted: false,
                     touched: position + n,
                 };
-                self.remember(undo, meta_name.as_str(), update);
+                self.remember(undo, &meta_key, update);
                 let target_name = req.target.to_string();
                 let mut events = None;
                 let change = match &req.kind {
@@ -485,7 +507,7 @@ impl Writer {
                             touched: position + n,
                             ..target
                         };
-                        self.remember(undo, req.target.as_str(), update);
+                        self.remember(undo, &target_key, update);
                         StreamChange::Deleted {
                             target: target_name,
                         }
@@ -497,7 +519,7 @@ impl Writer {
                     WriteKind::Append => unreachable!("handled above"),
                 };
                 Ok(Decision::Write {
-                    stream: Arc::from(meta_name.as_str()),
+                    stream: meta_key,
                     first_version,
                     change: Some(change),
                     events,
@@ -527,13 +549,13 @@ impl Writer {
         };
         let n = req.events.len() as u64;
         // Recent appends: the id window, whatever the expectation.
-        if let Some((s, version, _)) = self.dedupe.ids.get(&req.events[0].id()) {
+        if let Some((s, version, _)) = self.dedupe.get(&req.events[0].id()) {
             if &**s != stream || first_version.is_some_and(|f| f != *version) {
                 return Ok(None);
             }
             let mut last = None;
             for (i, event) in req.events.iter().enumerate() {
-                match self.dedupe.ids.get(&event.id()) {
+                match self.dedupe.get(&event.id()) {
                     Some((s2, v, p)) if &**s2 == stream && *v == version + i as u64 => {
                         last = Some((*v, *p))
                     }
@@ -577,5 +599,37 @@ impl Writer {
             });
         }
         Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedupe_remembers_at_least_the_last_capacity_ids_and_forgets_older_generations() {
+        let mut dedupe = Dedupe::new(3);
+        let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+        let stream: Arc<str> = Arc::from("s");
+        for (i, id) in ids.iter().enumerate() {
+            dedupe.insert(*id, stream.clone(), i as u64, 100 + i as u64);
+            // Whatever the moment, the last `capacity` ids are recognised.
+            for (j, recent) in ids[..=i].iter().enumerate().rev().take(3) {
+                let (s, version, position) = dedupe.get(recent).expect("recent id");
+                assert_eq!((&**s, *version, *position), ("s", j as u64, 100 + j as u64));
+            }
+        }
+        // Ten inserts with capacity 3: generations rotated at the 4th, 7th and 10th, so
+        // only ids 6..10 are left (bounded at twice the capacity).
+        assert!(ids[..6].iter().all(|id| dedupe.get(id).is_none()));
+        assert!(ids[6..].iter().all(|id| dedupe.get(id).is_some()));
+    }
+
+    #[test]
+    fn dedupe_with_no_capacity_remembers_nothing() {
+        let mut dedupe = Dedupe::new(0);
+        let id = Uuid::now_v7();
+        dedupe.insert(id, Arc::from("s"), 0, 0);
+        assert!(dedupe.get(&id).is_none());
     }
 }
