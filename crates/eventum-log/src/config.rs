@@ -17,6 +17,15 @@ pub struct LogConfig {
     pub group_commit_events_max: usize,
     /// Most bytes written and synced as one group.
     pub group_commit_bytes_max: usize,
+    /// Most written groups waiting for the syncer, all covered by its next `fdatasync`;
+    /// the writer waits beyond this.
+    pub sync_groups_max: usize,
+    /// Longest the syncer waits, before a sync, for as many requests as its last sync
+    /// answered (those callers are likely sending their next appends); 0 syncs whatever
+    /// is written at once. It only waits while fewer requests are written than the last
+    /// sync answered, so a lone caller never waits. Measured with 16 single-event writers
+    /// on this machine's disk: 0 µs 34–38k appends/s, 100 µs 45k/s.
+    pub sync_linger_us_max: u64,
     /// Committed batches the live broadcast keeps for subscribers; a subscriber further
     /// behind reads from the log instead.
     pub live_buffer_batches: usize,
@@ -55,6 +64,8 @@ impl Default for LogConfig {
             append_queue_requests_max: 4096,
             group_commit_events_max: 8192,
             group_commit_bytes_max: 8 * 1024 * 1024,
+            sync_groups_max: 64,
+            sync_linger_us_max: 100,
             live_buffer_batches: 1024,
             catch_up_batch_events: 1024,
             stream_cache_entries: 100_000,

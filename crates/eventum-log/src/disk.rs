@@ -100,6 +100,10 @@ impl Disk for RealDisk {
 pub struct FaultPlan {
     /// Fail every `sync_data` with EIO once set.
     pub fail_sync: AtomicBool,
+    /// While set, every `sync_data` waits until it is cleared, as a slow disk would: a
+    /// test sees what the store does between writing a group and syncing it. (It checks
+    /// `fail_sync` after the wait.)
+    pub hold_sync: AtomicBool,
     /// Fail every `write_at` with EIO once set.
     pub fail_write: AtomicBool,
     /// Fail `allocate` (a new segment) with ENOSPC once set.
@@ -144,6 +148,9 @@ impl SegmentFile for FaultyFile {
         self.inner.read_at(buf, offset)
     }
     fn sync_data(&self) -> io::Result<()> {
+        while self.plan.hold_sync.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         if self.plan.fail_sync.load(Ordering::SeqCst) {
             return Err(injected(libc::EIO));
         }

@@ -12,6 +12,7 @@ mod recovery;
 pub mod segment;
 mod shared;
 mod store;
+mod syncer;
 pub mod verify;
 mod writer;
 

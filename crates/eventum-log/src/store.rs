@@ -96,10 +96,11 @@ impl LogStore {
             })?;
         let (tx, rx) = mpsc::channel(config.append_queue_requests_max.max(1));
         let (index_tx, index_rx) = std::sync::mpsc::sync_channel(INDEX_QUEUE_GROUPS);
+        let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel(config.sync_groups_max.max(1));
         let writer = Writer::new(
             shared.clone(),
             rx,
-            index_tx,
+            sync_tx,
             active,
             recovered.offset,
             recovered.next_position,
@@ -112,8 +113,13 @@ impl LogStore {
                 .map_err(|e| OpenError::io("starting a thread", e))
         };
         let indexer_shared = shared.clone();
+        let syncer_shared = shared.clone();
         let threads = vec![
             spawn("eventum-writer", Box::new(move || writer.run()))?,
+            spawn(
+                "eventum-syncer",
+                Box::new(move || crate::syncer::run(syncer_shared, sync_rx, index_tx)),
+            )?,
             spawn(
                 "eventum-indexer",
                 Box::new(move || crate::indexer::run(indexer_shared, index_rx, live)),

@@ -1,7 +1,7 @@
 //! The writer thread: takes append requests from a bounded queue, decides each against the
-//! streams' current versions, encodes a whole group into one buffer, writes it with one
-//! `write` and makes it durable with one `fdatasync` (group commit), then hands the group
-//! to the indexer, which makes it visible and acknowledges it.
+//! streams' current versions, encodes a whole group into one buffer and writes it with one
+//! `write`, then hands the group to the syncer, which makes it durable (one `fdatasync`
+//! for every group written meanwhile), acknowledges it and passes it to the indexer.
 
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::codec::{self, RecordHeader};
 use crate::index::{IndexEntry, IndexTail, StreamChange};
-use crate::indexer::IndexJob;
 use crate::segment::{SEGMENT_HEADER_BYTES, Segment};
 use crate::shared::{Shared, io_error, now_us};
+use crate::syncer::{GroupIndex, SyncJob, WrittenGroup};
 
 pub(crate) type Reply = oneshot::Sender<Result<AppendResult, AppendError>>;
 
@@ -110,7 +110,7 @@ enum Decision {
 pub(crate) struct Writer {
     pub shared: Arc<Shared>,
     pub rx: mpsc::Receiver<Command>,
-    pub indexer: SyncSender<IndexJob>,
+    pub syncer: SyncSender<SyncJob>,
     pub active: Arc<Segment>,
     pub offset: u64,
     pub next_position: u64,
@@ -126,7 +126,7 @@ impl Writer {
     pub fn new(
         shared: Arc<Shared>,
         rx: mpsc::Receiver<Command>,
-        indexer: SyncSender<IndexJob>,
+        syncer: SyncSender<SyncJob>,
         active: Arc<Segment>,
         offset: u64,
         next_position: u64,
@@ -139,7 +139,7 @@ impl Writer {
         Self {
             shared,
             rx,
-            indexer,
+            syncer,
             active,
             offset,
             next_position,
@@ -179,8 +179,9 @@ impl Writer {
                 self.commit_group(&mut group);
             }
             if let Some(ack) = shutdown {
+                // The syncer finishes what was handed over, then stops the indexer.
                 let (tx, rx) = std::sync::mpsc::channel();
-                if self.indexer.send(IndexJob::Shutdown(tx)).is_ok() {
+                if self.syncer.send(SyncJob::Shutdown(tx)).is_ok() {
                     let _ = rx.recv();
                 }
                 let _ = ack.send(());
@@ -310,20 +311,25 @@ impl Writer {
             replies.push((req.reply, Ok(result)));
         }
         let Some(last_record_at) = last_record_at else {
-            for (reply, result) in replies {
-                let _ = reply.send(result);
-            }
+            // Nothing written: the replies still wait for the groups before them.
+            self.hand_over(WrittenGroup {
+                segment: self.active.clone(),
+                replies,
+                index: None,
+            });
             return;
         };
         // Recovery keeps a group only when its last record is there and marked.
         codec::mark_group_end(&mut self.buf[last_record_at..]);
-        match self.write_durably(group_first) {
+        match self.write_group(group_first) {
             Ok(base) => {
                 for e in &mut entries {
                     e.offset += base;
                 }
                 self.offset = base + self.buf.len() as u64;
                 self.next_position = position;
+                // Written, not yet durable: a retry of these ids is answered through the
+                // syncer, after the sync that covers them.
                 for (id, stream, version, position) in ids {
                     self.dedupe.insert(id, stream, version, position);
                 }
@@ -332,28 +338,15 @@ impl Writer {
                     segment_base: self.active.base_position,
                     offset: self.offset,
                 };
-                // Durable: acknowledge now. Readers wait for the index to reach
-                // `durable_next` before they read, so read-your-writes still holds.
-                self.shared
-                    .durable_next
-                    .store(position, std::sync::atomic::Ordering::Release);
-                for (reply, result) in replies {
-                    let _ = reply.send(result);
-                }
-                self.wait_for_index_room(position);
-                if self
-                    .indexer
-                    .send(IndexJob::Group {
+                self.hand_over(WrittenGroup {
+                    segment: self.active.clone(),
+                    replies,
+                    index: Some(GroupIndex {
                         entries,
                         tail,
                         live,
-                    })
-                    .is_err()
-                {
-                    let err =
-                        StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");
-                    *self.shared.failure.lock().expect("failure lock poisoned") = Some(err);
-                }
+                    }),
+                });
             }
             Err(err) => {
                 for (name, previous) in undo.into_iter().rev() {
@@ -369,30 +362,24 @@ impl Writer {
         }
     }
 
-    /// Bounds the events that are durable but not yet indexed: they are held in memory by
-    /// the indexer queue and must stay within the dedupe window.
-    fn wait_for_index_room(&self, durable_next: u64) {
-        let config = &self.shared.config;
-        let max = config
-            .index_pending_events_max
-            .min(config.dedupe_window_events) as u64;
-        while durable_next.saturating_sub(self.shared.visible_next()) > max {
-            if self
-                .shared
-                .failure
-                .lock()
-                .expect("failure lock poisoned")
-                .is_some()
-            {
-                return;
+    /// Queues a written group for the syncer, waiting while its queue is full.
+    fn hand_over(&self, group: WrittenGroup) {
+        if let Err(std::sync::mpsc::SendError(SyncJob::Group(group))) =
+            self.syncer.send(SyncJob::Group(group))
+        {
+            let err = StorageError::new(StorageErrorKind::Unavailable, "the syncer stopped");
+            *self.shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+            for (reply, _) in group.replies {
+                let _ = reply.send(Err(err.clone().into()));
             }
-            std::thread::sleep(std::time::Duration::from_micros(100));
         }
     }
 
-    /// Writes the encoded group with one write and one fdatasync, rolling over to a new
-    /// segment first when it would not fit. Returns the offset it was written at.
-    fn write_durably(&mut self, group_first: u64) -> Result<u64, StorageError> {
+    /// Writes the encoded group with one write (the syncer makes it durable), rolling over
+    /// to a new segment first when it would not fit. Returns the offset it was written at.
+    /// A failed write leaves the offset where it was: the next group overwrites whatever
+    /// part landed, and recovery truncates it if the process dies first.
+    fn write_group(&mut self, group_first: u64) -> Result<u64, StorageError> {
         let segment_bytes = self.shared.config.segment_bytes;
         if self.offset > SEGMENT_HEADER_BYTES && self.offset + self.buf.len() as u64 > segment_bytes
         {
@@ -417,20 +404,6 @@ impl Writer {
             .file
             .write_at(&self.buf, base)
             .map_err(|e| io_error(&format!("writing {}", self.active.path.display()), e))?;
-        if let Err(e) = self.active.file.sync_data() {
-            // After a failed fsync the page cache may hold bytes the disk lost, so no later
-            // success could be trusted: refuse every append until the store is reopened.
-            let err = StorageError::new(
-                StorageErrorKind::WriterFailed,
-                format!(
-                    "fdatasync of {} failed ({e}); the store refuses appends until it is restarted",
-                    self.active.path.display()
-                ),
-            );
-            tracing::error!(error = %err, "durable write failed");
-            *self.shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
-            return Err(err);
-        }
         Ok(base)
     }
 
