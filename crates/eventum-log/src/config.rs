@@ -45,7 +45,9 @@ pub struct LogConfig {
     pub index_cache_bytes: usize,
     /// Index entries kept in memory (readable at once) before they are written to the
     /// index file; they are also written at every index sync (about once a second).
-    /// Larger values turn more single-event appends into one run per stream.
+    /// Larger values turn more single-event appends into one run per stream. While a
+    /// flush writes a snapshot, the memtable holds up to this many entries more (and the
+    /// snapshot its own copy).
     pub index_memtable_events_max: usize,
     /// Bytes of decoded-segment read buffer per reader.
     pub read_buffer_bytes: usize,

@@ -107,6 +107,9 @@ pub struct IndexEntry {
     pub change: Option<StreamChange>,
 }
 
+/// A copy of the memtable taken for a background flush.
+pub(crate) struct FlushSnapshot(MemState);
+
 /// The index: a redb file plus an in-memory layer ([`Memtable`]) of everything indexed
 /// since its last flush. Reads see both; only the indexer thread (and recovery, before the
 /// store opens) adds entries and flushes.
@@ -120,7 +123,7 @@ pub struct Index {
     memtable_events_max: usize,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct MemState {
     table: Memtable,
     /// Numbers the next new stream and category get (persisted at each flush).
@@ -264,17 +267,51 @@ impl Index {
         tail: IndexTail,
         durable: bool,
     ) -> Result<(), StorageError> {
-        let full = {
-            let mut mem = self.mem.write().expect("memtable lock poisoned");
-            for entry in entries {
-                self.add(&mut mem, entry)?;
-            }
-            mem.table.tail = Some(tail);
-            mem.table.events >= self.memtable_events_max
-        };
+        let full = self.add_entries(entries, tail)?;
         if durable || full {
             self.flush(durable)?;
         }
+        Ok(())
+    }
+
+    /// Indexes `entries` and records `tail` in the memtable only, without flushing it.
+    /// Returns whether it now holds `memtable_events_max` entries or more.
+    pub fn add_entries<'e>(
+        &self,
+        entries: impl IntoIterator<Item = &'e IndexEntry>,
+        tail: IndexTail,
+    ) -> Result<bool, StorageError> {
+        let mut mem = self.mem.write().expect("memtable lock poisoned");
+        for entry in entries {
+            self.add(&mut mem, entry)?;
+        }
+        mem.table.tail = Some(tail);
+        Ok(mem.table.events >= self.memtable_events_max)
+    }
+
+    /// A copy of the memtable to write to the index file with [`Index::flush_snapshot`]
+    /// while entries go on being added (the indexer's background flush).
+    pub fn snapshot(&self) -> FlushSnapshot {
+        FlushSnapshot(self.mem.read().expect("memtable lock poisoned").clone())
+    }
+
+    /// Writes `snapshot` into the index file in one transaction (synced with `durable`),
+    /// then removes from the memtable what the snapshot held, keeping what was added
+    /// since. Readers see both layers throughout: before the commit they read the entries
+    /// from the memtable, between the commit and the removal they bound their file reads
+    /// below the memtable's first key, as for a plain flush. Not to be run concurrently
+    /// with another flush.
+    pub fn flush_snapshot(
+        &self,
+        snapshot: &FlushSnapshot,
+        durable: bool,
+    ) -> Result<(), StorageError> {
+        self.with_db(|db| write_memtable(db, &snapshot.0, durable))?;
+        self.mem
+            .write()
+            .expect("memtable lock poisoned")
+            .table
+            .remove_flushed(&snapshot.0.table);
         Ok(())
     }
 

@@ -47,7 +47,7 @@ impl MemRun {
 }
 
 /// Everything indexed but not yet written to the index file.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Memtable {
     /// Entries held, to decide when to flush.
     pub events: usize,
@@ -75,11 +75,63 @@ impl Memtable {
             .map(|e| e.0)
     }
 
+    /// Removes what `flushed`, an earlier copy of this memtable now in the index file,
+    /// holds, and keeps whatever was added since. Runs only grow at their end, so the
+    /// flushed part of each run is its first entries; a row changed since the copy stays
+    /// to be written again; names stay known while they still have entries here.
+    pub fn remove_flushed(&mut self, flushed: &Memtable) {
+        drain_runs(&mut self.stream_runs, &flushed.stream_runs);
+        drain_runs(&mut self.category_runs, &flushed.category_runs);
+        for (name, row) in &flushed.rows {
+            if self.rows.get(name) == Some(row) {
+                self.rows.remove(name);
+            }
+        }
+        for name in flushed.stream_nos.keys() {
+            let Some(no) = self.stream_nos.get(name) else {
+                continue;
+            };
+            if !self.stream_runs.contains_key(no) && !self.rows.contains_key(name) {
+                self.stream_nos.remove(name);
+            }
+        }
+        for name in flushed.category_nos.keys() {
+            let Some((no, new)) = self.category_nos.get_mut(name) else {
+                continue;
+            };
+            // Written by the flush: no longer new.
+            *new = false;
+            let no = *no;
+            if !self.category_runs.contains_key(&no) {
+                self.category_nos.remove(name);
+            }
+        }
+        if let Some(last) = flushed.sparse.keys().next_back() {
+            self.sparse = self.sparse.split_off(&(last + 1));
+        }
+        self.events = self.events.saturating_sub(flushed.events);
+    }
+
     pub fn sparse_floor(&self, position: u64) -> Option<(u64, u64)> {
         self.sparse
             .range(..=position)
             .next_back()
             .map(|(p, o)| (*p, *o))
+    }
+}
+
+/// Drops from each run of `live` as many leading entries as `flushed`'s run holds.
+fn drain_runs(live: &mut HashMap<u64, MemRun>, flushed: &HashMap<u64, MemRun>) {
+    for (no, run) in flushed {
+        let Some(current) = live.get_mut(no) else {
+            continue;
+        };
+        let n = run.entries.len().min(current.entries.len());
+        debug_assert_eq!(current.entries[..n], run.entries[..n], "runs only grow");
+        current.entries.drain(..n);
+        if current.entries.is_empty() {
+            live.remove(no);
+        }
     }
 }
 
@@ -99,5 +151,71 @@ mod tests {
         assert_eq!(run.backward_from(4, 10), vec![]);
         assert_eq!(run.get(7), Some((70, 700)));
         assert_eq!(run.get(8), None);
+    }
+
+    fn run(entries: &[(u64, u64, u64)]) -> MemRun {
+        MemRun {
+            entries: entries.to_vec(),
+        }
+    }
+
+    #[test]
+    fn removing_a_flushed_copy_keeps_what_was_added_since() {
+        let mut live = Memtable::default();
+        live.stream_nos.insert("a-1".into(), 0);
+        live.stream_nos.insert("b-1".into(), 1);
+        live.rows.insert("a-1".into(), StreamRow::default());
+        live.rows.insert(
+            "b-1".into(),
+            StreamRow {
+                stream_no: 1,
+                ..StreamRow::default()
+            },
+        );
+        live.stream_runs.insert(0, run(&[(0, 0, 10)]));
+        live.stream_runs.insert(1, run(&[(0, 1, 20)]));
+        live.category_nos.insert("a".into(), (0, true));
+        live.category_nos.insert("b".into(), (1, true));
+        live.category_runs.insert(0, run(&[(0, 0, 10)]));
+        live.category_runs.insert(1, run(&[(1, 1, 20)]));
+        live.sparse.insert(0, 10);
+        live.events = 2;
+        let flushed = live.clone();
+
+        // Added while the copy was being written: one more event of b-1, which is
+        // also deleted meanwhile (its row changes).
+        live.stream_runs
+            .get_mut(&1)
+            .unwrap()
+            .entries
+            .push((1, 2, 30));
+        live.category_runs
+            .get_mut(&1)
+            .unwrap()
+            .entries
+            .push((2, 2, 30));
+        live.rows.get_mut("b-1").unwrap().deleted = true;
+        live.events = 3;
+
+        live.remove_flushed(&flushed);
+        assert_eq!(live.events, 1);
+        assert!(!live.stream_runs.contains_key(&0), "a-1 is all in the file");
+        assert_eq!(live.stream_runs[&1].entries, vec![(1, 2, 30)]);
+        assert_eq!(live.category_runs[&1].entries, vec![(2, 2, 30)]);
+        assert!(!live.category_runs.contains_key(&0));
+        assert!(!live.rows.contains_key("a-1"), "written unchanged");
+        assert!(
+            live.rows["b-1"].deleted,
+            "changed since the copy: written again"
+        );
+        assert!(!live.stream_nos.contains_key("a-1"));
+        assert_eq!(live.stream_nos.get("b-1"), Some(&1));
+        assert!(!live.category_nos.contains_key("a"));
+        assert_eq!(
+            live.category_nos.get("b"),
+            Some(&(1, false)),
+            "written once"
+        );
+        assert!(live.sparse.is_empty());
     }
 }
