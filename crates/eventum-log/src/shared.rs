@@ -78,10 +78,20 @@ impl Shared {
         self.visible_watch.send_replace(next);
     }
 
+    /// The failure that stopped appends, if any.
+    pub fn failed(&self) -> Option<StorageError> {
+        self.failure.lock().expect("failure lock poisoned").clone()
+    }
+
+    /// Stops appends until the store is reopened; every later append gets `err`.
+    pub fn fail(&self, err: StorageError) {
+        *self.failure.lock().expect("failure lock poisoned") = Some(err);
+    }
+
     /// Records an indexing failure: it stops appends and wakes waiting readers so they
     /// report it.
     pub fn fail_index(&self, err: StorageError) {
-        *self.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+        self.fail(err.clone());
         *self.index_failure.lock().expect("failure lock poisoned") = Some(err);
         self.visible_watch.send_modify(|_| {});
     }

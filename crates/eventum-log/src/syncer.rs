@@ -128,7 +128,7 @@ fn complete(shared: &Shared, indexer: &SyncSender<IndexJob>, pending: &mut Vec<W
         };
         if indexer.send(job).is_err() {
             let err = StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");
-            *shared.failure.lock().expect("failure lock poisoned") = Some(err);
+            shared.fail(err);
         }
     }
 }
@@ -138,12 +138,7 @@ fn complete(shared: &Shared, indexer: &SyncSender<IndexJob>, pending: &mut Vec<W
 /// the disk lost, so no later success could be trusted, and the store refuses appends
 /// until it is reopened.
 fn sync_segments(shared: &Shared, pending: &[WrittenGroup]) -> Result<(), StorageError> {
-    if let Some(err) = shared
-        .failure
-        .lock()
-        .expect("failure lock poisoned")
-        .clone()
-    {
+    if let Some(err) = shared.failed() {
         return Err(err);
     }
     let mut synced: Option<&Arc<Segment>> = None;
@@ -160,7 +155,7 @@ fn sync_segments(shared: &Shared, pending: &[WrittenGroup]) -> Result<(), Storag
                 ),
             );
             tracing::error!(error = %err, "durable write failed");
-            *shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+            shared.fail(err.clone());
             return Err(err);
         }
         synced = Some(&group.segment);
@@ -176,12 +171,7 @@ fn wait_for_index_room(shared: &Shared, durable_next: u64) {
         .index_pending_events_max
         .min(config.dedupe_window_events) as u64;
     while durable_next.saturating_sub(shared.visible_next()) > max {
-        if shared
-            .failure
-            .lock()
-            .expect("failure lock poisoned")
-            .is_some()
-        {
+        if shared.failed().is_some() {
             return;
         }
         std::thread::sleep(std::time::Duration::from_micros(100));

@@ -211,13 +211,7 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: &mut Vec<WriteRequest>) {
-        let failure = self
-            .shared
-            .failure
-            .lock()
-            .expect("failure lock poisoned")
-            .clone();
-        if let Some(err) = failure {
+        if let Some(err) = self.shared.failed() {
             for r in group.drain(..) {
                 let _ = r.reply.send(Err(err.clone().into()));
             }
@@ -368,7 +362,7 @@ impl Writer {
             self.syncer.send(SyncJob::Group(group))
         {
             let err = StorageError::new(StorageErrorKind::Unavailable, "the syncer stopped");
-            *self.shared.failure.lock().expect("failure lock poisoned") = Some(err.clone());
+            self.shared.fail(err.clone());
             for (reply, _) in group.replies {
                 let _ = reply.send(Err(err.clone().into()));
             }
