@@ -122,6 +122,30 @@ impl NewEvent {
         self.causation_id
     }
 
+    /// The event as recorded at `position`, version `version` of `stream`: its type, data
+    /// and metadata are moved, not copied, and absent correlation and causation ids
+    /// default to the event's own id.
+    pub fn into_recorded(
+        self,
+        stream: String,
+        version: u64,
+        position: u64,
+        recorded_at_us: i64,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            stream,
+            version,
+            position,
+            recorded_at_us,
+            id: self.id,
+            correlation_id: self.correlation_id.unwrap_or(self.id),
+            causation_id: self.causation_id.unwrap_or(self.id),
+            event_type: self.event_type,
+            data: self.data,
+            metadata: self.metadata,
+        }
+    }
+
     /// Bytes this event occupies against the per-event size limit.
     pub fn size_bytes(&self) -> usize {
         self.event_type.len() + self.data.len() + self.metadata.len()

@@ -42,8 +42,11 @@ async fn retries_back_off_then_park_with_the_error_and_attempts() {
     // Delays 60, 120, then capped at 150 ms.
     for (i, min_ms) in [60u128, 120, 150].into_iter().enumerate() {
         let gap = seen[i + 1].0.duration_since(seen[i].0).as_millis();
+        // Due times are kept in whole milliseconds of the wall clock (`now_ms() + delay`),
+        // so a retry may fire up to 1 ms before `delay` has passed on this finer clock:
+        // a nack at 1000.9 ms is due at 1150 ms, 149.1 ms later.
         assert!(
-            gap >= min_ms,
+            gap + 1 >= min_ms,
             "retry {} came after {gap} ms, before {min_ms}",
             i + 1
         );

@@ -11,6 +11,13 @@ pub struct LogConfig {
     /// Size a new segment file is preallocated to; a segment rolls over when the next
     /// group would not fit.
     pub segment_bytes: u64,
+    /// Bytes of the active segment, past the last record, that the writer readies
+    /// ([`crate::disk::SegmentFile::prepare`]: zeros written and written back) while it
+    /// has nothing else to do, so that syncs of later appends write no file metadata.
+    /// 0 turns this off.
+    pub prepare_ahead_bytes: u64,
+    /// Bytes readied in one step; the writer checks for appends between steps.
+    pub prepare_chunk_bytes: u64,
     /// Most append requests queued for the writer; further callers wait (backpressure).
     pub append_queue_requests_max: usize,
     /// Most events written and synced as one group.
@@ -63,6 +70,8 @@ impl Default for LogConfig {
         Self {
             limits: Limits::default(),
             segment_bytes: 256 * 1024 * 1024,
+            prepare_ahead_bytes: 8 * 1024 * 1024,
+            prepare_chunk_bytes: 1024 * 1024,
             append_queue_requests_max: 4096,
             group_commit_events_max: 8192,
             group_commit_bytes_max: 8 * 1024 * 1024,

@@ -20,6 +20,17 @@ pub trait SegmentFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     /// Reserves `len` bytes of zeros so later writes need no allocation.
     fn allocate(&self, len: u64) -> io::Result<()>;
+    /// Readies `offset..offset + len`, allocated and not yet reached by any record, for
+    /// cheap syncs: writes zeros over it and starts writing them back, without waiting.
+    ///
+    /// Why: `allocate` leaves the blocks *unwritten* (ext4, XFS); the first sync of data in
+    /// such a block also converts the extent, a metadata write of its own: on this
+    /// machine's disk an `fdatasync` of 66 KB took ~290 µs there and ~120 µs (p50) over
+    /// blocks already written, and under other file-system traffic the metadata write
+    /// stalled syncs for milliseconds. Converting ahead of the writer, a MiB at a time,
+    /// costs one metadata write per chunk instead of one per sync. The zeros equal what
+    /// the range reads as already, so a crash at any point changes nothing.
+    fn prepare(&self, offset: u64, len: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
 }
@@ -73,6 +84,30 @@ impl SegmentFile for RealFile {
         }
         Err(err)
     }
+    fn prepare(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(ZEROS.len() as u64) as usize;
+            self.0.write_all_at(&ZEROS[..n], offset + done)?;
+            done += n as u64;
+        }
+        // SAFETY: plain syscall on an fd we own; no memory is passed.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.0.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
@@ -108,6 +143,10 @@ pub struct FaultPlan {
     pub fail_write: AtomicBool,
     /// Fail `allocate` (a new segment) with ENOSPC once set.
     pub disk_full: AtomicBool,
+    /// Fail every `prepare` with EIO once set.
+    pub fail_prepare: AtomicBool,
+    /// Bytes `prepare` readied so far (a test's evidence that it ran).
+    pub prepared_bytes: AtomicU64,
     /// When non-zero, the next write stores only this many bytes and then fails, as a
     /// crash mid-write would leave it.
     pub torn_write_bytes: AtomicU64,
@@ -162,6 +201,16 @@ impl SegmentFile for FaultyFile {
         }
         self.inner.allocate(len)
     }
+    fn prepare(&self, offset: u64, len: u64) -> io::Result<()> {
+        if self.plan.fail_write.load(Ordering::SeqCst)
+            || self.plan.fail_prepare.load(Ordering::SeqCst)
+        {
+            return Err(injected(libc::EIO));
+        }
+        self.inner.prepare(offset, len)?;
+        self.plan.prepared_bytes.fetch_add(len, Ordering::SeqCst);
+        Ok(())
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
@@ -182,6 +231,27 @@ impl Disk for FaultyDisk {
     }
 }
 
+/// The next range of a file to ready with [`SegmentFile::prepare`], if any: whole pages,
+/// a whole `chunk_bytes` at a time (syncs then meet few partly readied pages), starting
+/// at the page after `write_offset` or where readying stopped (`prepared_to`), and only
+/// while it ends within `ahead_bytes` of the write offset and inside the file's
+/// `allocated_bytes`. The page holding `write_offset` is never included: records end in
+/// it.
+pub fn next_prepare_range(
+    prepared_to: u64,
+    write_offset: u64,
+    ahead_bytes: u64,
+    chunk_bytes: u64,
+    allocated_bytes: u64,
+) -> Option<(u64, u64)> {
+    const PAGE_BYTES: u64 = 4096;
+    let chunk = chunk_bytes.max(1).div_ceil(PAGE_BYTES) * PAGE_BYTES;
+    let from = prepared_to.max(write_offset.div_ceil(PAGE_BYTES) * PAGE_BYTES);
+    let wanted = from.saturating_add(chunk) <= write_offset.saturating_add(ahead_bytes);
+    let len = chunk.min(allocated_bytes.saturating_sub(from));
+    (wanted && len > 0).then_some((from, len))
+}
+
 /// Whether an I/O error means the device is out of space.
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
@@ -190,4 +260,63 @@ pub fn is_disk_full(e: &io::Error) -> bool {
 /// The path of the segment whose first position is `base_position`.
 pub fn segment_path(log_dir: &Path, base_position: u64) -> PathBuf {
     log_dir.join(format!("{base_position:020}.seg"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_prepare_range;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn readying_starts_past_the_page_holding_the_last_record() {
+        // A record ends mid-page at 5000: readying starts at the next page, 8192.
+        assert_eq!(
+            next_prepare_range(0, 5000, 8 * MIB, MIB, 256 * MIB),
+            Some((8192, MIB))
+        );
+        // On a page boundary nothing of the last record is in the next page.
+        assert_eq!(
+            next_prepare_range(0, 8192, 8 * MIB, MIB, 256 * MIB),
+            Some((8192, MIB))
+        );
+    }
+
+    #[test]
+    fn readying_goes_on_where_it_stopped_and_keeps_within_the_lead() {
+        assert_eq!(
+            next_prepare_range(3 * MIB, 100, 8 * MIB, MIB, 256 * MIB),
+            Some((3 * MIB, MIB))
+        );
+        // A further chunk would end past write offset + lead: wait for the writer.
+        assert_eq!(
+            next_prepare_range(8 * MIB, 100, 8 * MIB, MIB, 256 * MIB),
+            None
+        );
+        // The writer overtook the readied part: start again after it.
+        assert_eq!(
+            next_prepare_range(MIB, 2 * MIB + 1, 8 * MIB, MIB, 256 * MIB),
+            Some((2 * MIB + 4096, MIB))
+        );
+    }
+
+    #[test]
+    fn readying_stays_in_the_file_and_in_whole_pages() {
+        // The last chunk is cut at the allocated end; then nothing is left.
+        assert_eq!(
+            next_prepare_range(10 * MIB - 4096, 9 * MIB, 8 * MIB, MIB, 10 * MIB),
+            Some((10 * MIB - 4096, 4096))
+        );
+        assert_eq!(
+            next_prepare_range(10 * MIB, 9 * MIB, 8 * MIB, MIB, 10 * MIB),
+            None
+        );
+        // Chunks are rounded up to whole pages.
+        assert_eq!(next_prepare_range(0, 0, MIB, 5000, MIB), Some((0, 8192)));
+    }
+
+    #[test]
+    fn a_zero_lead_turns_readying_off() {
+        assert_eq!(next_prepare_range(0, 5000, 0, MIB, 256 * MIB), None);
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::time::{Duration, Instant};
 
 use eventum_core::subscription::LiveBatch;
-use eventum_core::{RecordedEvent, StorageError, StorageErrorKind};
+use eventum_core::{NewEvent, RecordedEvent, StorageError, StorageErrorKind};
 use tokio::sync::broadcast;
 
 use crate::index::{FlushSnapshot, IndexEntry, IndexTail};
@@ -26,8 +26,9 @@ pub(crate) enum IndexJob {
     Group {
         entries: Vec<IndexEntry>,
         tail: IndexTail,
-        /// The group's events for live subscribers; empty when there were none.
-        live: Vec<RecordedEvent>,
+        /// The group's events, one per entry: published to live subscribers, if any.
+        events: Vec<NewEvent>,
+        recorded_at_us: i64,
     },
     Shutdown(std::sync::mpsc::Sender<()>),
 }
@@ -37,6 +38,26 @@ pub(crate) fn run(shared: Arc<Shared>, rx: Receiver<IndexJob>, live: broadcast::
         let mut flusher = Flusher::start(scope, &shared);
         index_groups(&shared, &rx, &live, &mut flusher);
     });
+}
+
+/// The live events of one group, built from its index entries and the events written.
+fn recorded(
+    entries: Vec<IndexEntry>,
+    events: Vec<NewEvent>,
+    recorded_at_us: i64,
+) -> Vec<RecordedEvent> {
+    entries
+        .into_iter()
+        .zip(events)
+        .map(|(entry, event)| {
+            event.into_recorded(
+                String::from(&*entry.stream),
+                entry.version,
+                entry.position,
+                recorded_at_us,
+            )
+        })
+        .collect()
 }
 
 /// The indexer's loop; `flusher` writes the memtable to the index file beside it.
@@ -72,8 +93,9 @@ fn index_groups(
                 IndexJob::Group {
                     entries,
                     tail,
-                    live,
-                } => groups.push((entries, tail, live)),
+                    events,
+                    recorded_at_us,
+                } => groups.push((entries, tail, (events, recorded_at_us))),
                 IndexJob::Shutdown(ack) => {
                     shutdown = Some(ack);
                     break;
@@ -89,9 +111,14 @@ fn index_groups(
             match shared.index.add_entries(entries, tail) {
                 Ok(full) => {
                     shared.set_visible(tail.next_position);
-                    for (_, _, events) in groups {
-                        if !events.is_empty() {
-                            let _ = live.send(LiveBatch::new(events));
+                    // Counted after the groups became visible: a subscriber that attaches
+                    // later reads them from the log (it subscribes before it reads), so
+                    // with no subscriber now, no one can miss the batch.
+                    if live.receiver_count() > 0 {
+                        for (entries, _, (events, at_us)) in groups {
+                            if !events.is_empty() {
+                                let _ = live.send(LiveBatch::new(recorded(entries, events, at_us)));
+                            }
                         }
                     }
                     unsynced = Some(tail);

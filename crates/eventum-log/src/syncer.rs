@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
-use eventum_core::{AppendError, AppendResult, RecordedEvent, StorageError, StorageErrorKind};
+use eventum_core::{AppendError, AppendResult, NewEvent, StorageError, StorageErrorKind};
 
 use crate::index::{IndexEntry, IndexTail};
 use crate::indexer::IndexJob;
@@ -24,7 +24,9 @@ use crate::writer::Reply;
 pub(crate) struct GroupIndex {
     pub entries: Vec<IndexEntry>,
     pub tail: IndexTail,
-    pub live: Vec<RecordedEvent>,
+    /// The group's events, one per entry, in order.
+    pub events: Vec<NewEvent>,
+    pub recorded_at_us: i64,
 }
 
 /// One group as the writer hands it over.
@@ -124,7 +126,8 @@ fn complete(shared: &Shared, indexer: &SyncSender<IndexJob>, pending: &mut Vec<W
         let job = IndexJob::Group {
             entries: index.entries,
             tail: index.tail,
-            live: index.live,
+            events: index.events,
+            recorded_at_us: index.recorded_at_us,
         };
         if indexer.send(job).is_err() {
             let err = StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");

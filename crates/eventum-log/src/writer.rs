@@ -120,6 +120,10 @@ pub(crate) struct Writer {
     dedupe: Dedupe,
     buf: Vec<u8>,
     last_ts_us: i64,
+    /// The active segment's readied bytes end here (see `prepare_ahead`).
+    prepared_to: u64,
+    /// The active segment's allocated length, which readying never goes past.
+    active_len: u64,
 }
 
 impl Writer {
@@ -147,12 +151,30 @@ impl Writer {
             dedupe,
             buf: Vec::new(),
             last_ts_us: 0,
+            prepared_to: 0,
+            active_len: 0,
         }
     }
 
     pub fn run(mut self) {
         let mut group = Vec::new();
-        while let Some(command) = self.rx.blocking_recv() {
+        self.active_len = self.active.file.len().unwrap_or(0);
+        loop {
+            let command = match self.rx.try_recv() {
+                Ok(command) => command,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    // Idle: ready the segment ahead a chunk at a time, checking for
+                    // appends between chunks.
+                    if self.prepare_ahead() {
+                        continue;
+                    }
+                    match self.rx.blocking_recv() {
+                        Some(command) => command,
+                        None => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            };
             let mut shutdown = None;
             match command {
                 Command::Write(r) => group.push(r),
@@ -271,22 +293,6 @@ impl Writer {
                     metadata: event.metadata(),
                 };
                 codec::encode(&header, &mut self.buf);
-                // Always built: a subscriber may attach after this group is written but
-                // before it is visible, and would otherwise never see it.
-                {
-                    live.push(RecordedEvent {
-                        stream: String::from(&*stream),
-                        version,
-                        position,
-                        recorded_at_us: ts,
-                        id,
-                        event_type: event.event_type().to_owned(),
-                        data: event.data().clone(),
-                        metadata: event.metadata().clone(),
-                        correlation_id: header.correlation_id,
-                        causation_id: header.causation_id,
-                    });
-                }
                 entries.push(IndexEntry {
                     position,
                     offset,
@@ -295,6 +301,9 @@ impl Writer {
                     change: change.clone(),
                 });
                 ids.push((id, stream.clone(), version, position));
+                // Moved, not copied: the indexer builds the live event from it, and only
+                // when someone is subscribed.
+                live.push(event);
                 position += 1;
                 version += 1;
             }
@@ -338,7 +347,8 @@ impl Writer {
                     index: Some(GroupIndex {
                         entries,
                         tail,
-                        live,
+                        events: live,
+                        recorded_at_us: ts,
                     }),
                 });
             }
@@ -392,6 +402,8 @@ impl Writer {
                 .push(segment.clone());
             self.active = segment;
             self.offset = SEGMENT_HEADER_BYTES;
+            self.prepared_to = 0;
+            self.active_len = segment_bytes.max(SEGMENT_HEADER_BYTES);
         }
         let base = self.offset;
         self.active
@@ -399,6 +411,36 @@ impl Writer {
             .write_at(&self.buf, base)
             .map_err(|e| io_error(&format!("writing {}", self.active.path.display()), e))?;
         Ok(base)
+    }
+
+    /// Readies the next chunk of the active segment past the last record
+    /// ([`crate::disk::SegmentFile::prepare`]); false when there is nothing to do. Only
+    /// this thread writes the segment, so the range never overlaps a record: it starts
+    /// at the page after the write offset. A failure is logged and readying stops for
+    /// this segment: appends work without it, syncing only more slowly.
+    fn prepare_ahead(&mut self) -> bool {
+        let config = &self.shared.config;
+        let range = crate::disk::next_prepare_range(
+            self.prepared_to,
+            self.offset,
+            config.prepare_ahead_bytes,
+            config.prepare_chunk_bytes,
+            self.active_len,
+        );
+        let Some((from, len)) = range else {
+            return false;
+        };
+        if self.shared.failed().is_some() {
+            return false;
+        }
+        match self.active.file.prepare(from, len) {
+            Ok(()) => self.prepared_to = from + len,
+            Err(e) => {
+                tracing::warn!(segment = %self.active.path.display(), error = %e, "readying the segment ahead of the writer failed; syncs stay slower");
+                self.prepared_to = self.active_len;
+            }
+        }
+        true
     }
 
     fn remember(

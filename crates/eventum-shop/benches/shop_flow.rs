@@ -238,7 +238,7 @@ async fn count_types(store: &dyn EventStore, from: u64) -> Vec<(String, usize)> 
         }
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     counts
 }
 

@@ -40,6 +40,8 @@ struct RawLog<'a> {
     file: std::sync::Arc<dyn SegmentFile>,
     offset: u64,
     files: u64,
+    /// Where readying ahead (`SegmentFile::prepare`) got to in the current file.
+    prepared_to: u64,
 }
 
 impl<'a> RawLog<'a> {
@@ -51,6 +53,7 @@ impl<'a> RawLog<'a> {
             file,
             offset: 0,
             files: 1,
+            prepared_to: 0,
         })
     }
 
@@ -64,6 +67,7 @@ impl<'a> RawLog<'a> {
             std::fs::remove_file(old)?;
             self.files += 1;
             self.offset = 0;
+            self.prepared_to = 0;
         }
         self.file.write_at(buf, self.offset)?;
         self.offset += buf.len() as u64;
@@ -71,17 +75,40 @@ impl<'a> RawLog<'a> {
         self.file.sync_data()?;
         Ok(t.elapsed())
     }
+
+    /// Readies the file ahead of the write offset as the store's writer does while idle,
+    /// with the store's default lead and chunk. Here it runs in the loop, between syncs.
+    fn ready_ahead(&mut self) -> std::io::Result<()> {
+        let config = eventum_log::LogConfig::default();
+        while let Some((from, len)) = eventum_log::disk::next_prepare_range(
+            self.prepared_to,
+            self.offset,
+            config.prepare_ahead_bytes,
+            config.prepare_chunk_bytes,
+            FILE_BYTES,
+        ) {
+            self.file.prepare(from, len)?;
+            self.prepared_to = from + len;
+        }
+        Ok(())
+    }
 }
 
-/// Records written `per_sync` at a time: one write and one fdatasync per group.
+/// Records written `per_sync` at a time: one write and one fdatasync per group; with
+/// `readied`, the file is also readied ahead of the writes as the store's segments are.
 pub fn batched(
     dir: &Path,
     data: &Bytes,
     per_sync: u64,
+    readied: bool,
     duration: Duration,
     quiet: bool,
 ) -> anyhow::Result<Scenario> {
-    let name = format!("raw write+fdatasync per {per_sync}");
+    let name = if readied {
+        format!("raw write+fdatasync per {per_sync}, readied")
+    } else {
+        format!("raw write+fdatasync per {per_sync}")
+    };
     let bar = progress(quiet, duration.as_secs(), &name);
     let mut log = RawLog::new(dir)?;
     let mut buf = Vec::new();
@@ -94,6 +121,9 @@ pub fn batched(
         }
         let t = Instant::now();
         log.write_durably(&buf)?;
+        if readied {
+            log.ready_ahead()?;
+        }
         latency.saturating_record(t.elapsed().as_micros() as u64);
         events += per_sync;
         bar.set_position(started.elapsed().as_secs());

@@ -133,6 +133,7 @@ macro_rules! store_contract_tests {
             subscribe_stream,
             subscribe_category,
             subscribe_under_concurrent_appenders,
+            subscribers_attaching_mid_stream_miss_nothing,
             slow_subscriber_neither_blocks_nor_misses,
             concurrent_exact_appends_one_winner_per_version,
             durability_across_reopen,

@@ -184,6 +184,55 @@ pub async fn subscribe_under_concurrent_appenders(f: &dyn StoreFactory) {
     assert_quiet(&mut cat).await;
 }
 
+/// Subscribers that attach while writers write, from the start and from the end: a
+/// backend that publishes live events only while someone listens must not lose the ones
+/// committed around an attach.
+pub async fn subscribers_attaching_mid_stream_miss_nothing(f: &dyn StoreFactory) {
+    let t = f.create().await;
+    let s = t.store.clone();
+    // One last event after the writers, so that a subscriber from the end always has
+    // something to receive, however fast the writers were.
+    let total = WRITERS * 300 + 1;
+    let writers = tokio::spawn(concurrent_appends(s.clone(), 300, 1));
+    let mut readers = Vec::new();
+    for round in 0..6u64 {
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        let from = if round % 2 == 0 {
+            SubscriptionFrom::Position(0)
+        } else {
+            SubscriptionFrom::End
+        };
+        let mut sub = s.subscribe(SubscriptionTarget::All, from);
+        readers.push(tokio::spawn(async move {
+            let first = take_events(&mut sub, 1).await;
+            let rest = take_events(&mut sub, (total - 1 - first[0].position) as usize).await;
+            assert_quiet(&mut sub).await;
+            (round, first.into_iter().chain(rest).collect::<Vec<_>>())
+        }));
+    }
+    bounded("writers", writers).await.expect("writers panicked");
+    append_ok(&*s, "last", ExpectedVersion::NoStream, events(1)).await;
+    let recorded = read_all_events(&*s).await;
+    assert_eq!(recorded.len() as u64, total);
+    for reader in readers {
+        let (round, seen) = bounded("subscriber", reader)
+            .await
+            .expect("subscriber panicked");
+        let start = seen[0].position as usize;
+        if round % 2 == 0 {
+            assert_eq!(
+                start, 0,
+                "subscriber {round} from the start began at {start}"
+            );
+        }
+        assert_eq!(
+            seen,
+            recorded[start..],
+            "subscriber {round} saw a gap, a duplicate or a changed event"
+        );
+    }
+}
+
 pub async fn slow_subscriber_neither_blocks_nor_misses(f: &dyn StoreFactory) {
     let t = f.create().await;
     let s = t.store.clone();
