@@ -86,11 +86,13 @@ impl SegmentFile for RealFile {
     }
     fn prepare(&self, offset: u64, len: u64) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+        // Made once, at first use: a zeroed static would add its MiB to the binary.
+        static ZEROS: std::sync::OnceLock<Box<[u8]>> = std::sync::OnceLock::new();
+        let zeros = ZEROS.get_or_init(|| vec![0; 1 << 20].into_boxed_slice());
         let mut done = 0;
         while done < len {
-            let n = (len - done).min(ZEROS.len() as u64) as usize;
-            self.0.write_all_at(&ZEROS[..n], offset + done)?;
+            let n = (len - done).min(zeros.len() as u64) as usize;
+            self.0.write_all_at(&zeros[..n], offset + done)?;
             done += n as u64;
         }
         // SAFETY: plain syscall on an fd we own; no memory is passed.

@@ -46,6 +46,11 @@ fn recorded(
     events: Vec<NewEvent>,
     recorded_at_us: i64,
 ) -> Vec<RecordedEvent> {
+    debug_assert_eq!(
+        entries.len(),
+        events.len(),
+        "one index entry per event written"
+    );
     entries
         .into_iter()
         .zip(events)
