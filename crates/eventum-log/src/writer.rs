@@ -140,6 +140,8 @@ impl Writer {
         for e in recent {
             dedupe.insert(e.id, Arc::from(e.stream.as_str()), e.version, e.position);
         }
+        // Unknown (an unreadable length) leaves readying off for this segment.
+        let active_len = active.file.len().unwrap_or(0);
         Self {
             shared,
             rx,
@@ -152,13 +154,12 @@ impl Writer {
             buf: Vec::new(),
             last_ts_us: 0,
             prepared_to: 0,
-            active_len: 0,
+            active_len,
         }
     }
 
     pub fn run(mut self) {
         let mut group = Vec::new();
-        self.active_len = self.active.file.len().unwrap_or(0);
         loop {
             let command = match self.rx.try_recv() {
                 Ok(command) => command,
@@ -248,7 +249,7 @@ impl Writer {
         let group_events: usize = group.iter().map(|r| r.events.len().max(1)).sum();
         let mut undo: Vec<(Arc<str>, Option<CachedStream>)> = Vec::with_capacity(group.len());
         let mut entries = Vec::with_capacity(group_events);
-        let mut live = Vec::with_capacity(group_events);
+        let mut written = Vec::with_capacity(group_events);
         let mut replies: Vec<(Reply, Result<AppendResult, AppendError>)> =
             Vec::with_capacity(group.len());
         let mut ids = Vec::with_capacity(group_events);
@@ -303,7 +304,7 @@ impl Writer {
                 ids.push((id, stream.clone(), version, position));
                 // Moved, not copied: the indexer builds the live event from it, and only
                 // when someone is subscribed.
-                live.push(event);
+                written.push(event);
                 position += 1;
                 version += 1;
             }
@@ -347,7 +348,7 @@ impl Writer {
                     index: Some(GroupIndex {
                         entries,
                         tail,
-                        events: live,
+                        events: written,
                         recorded_at_us: ts,
                     }),
                 });

@@ -42,18 +42,24 @@ struct RawLog<'a> {
     files: u64,
     /// Where readying ahead (`SegmentFile::prepare`) got to in the current file.
     prepared_to: u64,
+    /// The store's default readying lead and chunk, in bytes.
+    prepare_ahead_bytes: u64,
+    prepare_chunk_bytes: u64,
 }
 
 impl<'a> RawLog<'a> {
     fn new(dir: &'a Path) -> std::io::Result<Self> {
         let file = RealDisk.open(&dir.join("raw-0"), true)?;
         file.allocate(FILE_BYTES)?;
+        let defaults = eventum_log::LogConfig::default();
         Ok(Self {
             dir,
             file,
             offset: 0,
             files: 1,
             prepared_to: 0,
+            prepare_ahead_bytes: defaults.prepare_ahead_bytes,
+            prepare_chunk_bytes: defaults.prepare_chunk_bytes,
         })
     }
 
@@ -79,12 +85,11 @@ impl<'a> RawLog<'a> {
     /// Readies the file ahead of the write offset as the store's writer does while idle,
     /// with the store's default lead and chunk. Here it runs in the loop, between syncs.
     fn ready_ahead(&mut self) -> std::io::Result<()> {
-        let config = eventum_log::LogConfig::default();
         while let Some((from, len)) = eventum_log::disk::next_prepare_range(
             self.prepared_to,
             self.offset,
-            config.prepare_ahead_bytes,
-            config.prepare_chunk_bytes,
+            self.prepare_ahead_bytes,
+            self.prepare_chunk_bytes,
             FILE_BYTES,
         ) {
             self.file.prepare(from, len)?;
