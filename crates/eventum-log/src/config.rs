@@ -18,6 +18,15 @@ pub struct LogConfig {
     pub prepare_ahead_bytes: u64,
     /// Bytes readied in one step; the writer checks for appends between steps.
     pub prepare_chunk_bytes: u64,
+    /// Bytes of the active segment behind the write offset left in the page cache; the
+    /// writer drops older pages as it passes them (see
+    /// [`crate::disk::SegmentFile::drop_cached`]), so that the cache the log occupies
+    /// stays bounded and new writes reuse warm pages. Recent events, which live readers
+    /// and aggregates read, stay cached; reads further back go to the disk. 0 keeps
+    /// everything.
+    pub cache_behind_bytes: u64,
+    /// Bytes dropped from the page cache in one step (one `posix_fadvise` call).
+    pub cache_drop_chunk_bytes: u64,
     /// Most append requests queued for the writer; further callers wait (backpressure).
     pub append_queue_requests_max: usize,
     /// Most events written and synced as one group.
@@ -72,13 +81,15 @@ impl Default for LogConfig {
             segment_bytes: 256 * 1024 * 1024,
             prepare_ahead_bytes: 8 * 1024 * 1024,
             prepare_chunk_bytes: 1024 * 1024,
+            cache_behind_bytes: 64 * 1024 * 1024,
+            cache_drop_chunk_bytes: 4 * 1024 * 1024,
             append_queue_requests_max: 4096,
             group_commit_events_max: 8192,
             group_commit_bytes_max: 8 * 1024 * 1024,
             sync_groups_max: 64,
             sync_linger_us_max: 100,
             live_buffer_batches: 1024,
-            catch_up_batch_events: 1024,
+            catch_up_batch_events: 4096,
             stream_cache_entries: 100_000,
             dedupe_window_events: 100_000,
             index_pending_events_max: 65_536,

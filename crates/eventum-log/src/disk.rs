@@ -31,6 +31,18 @@ pub trait SegmentFile: Send + Sync {
     /// costs one metadata write per chunk instead of one per sync. The zeros equal what
     /// the range reads as already, so a crash at any point changes nothing.
     fn prepare(&self, offset: u64, len: u64) -> io::Result<()>;
+    /// Drops `offset..offset + len`, written and durable, from the page cache
+    /// (`POSIX_FADV_DONTNEED`); later reads of it go to the disk. Pages still dirty are
+    /// left alone (the kernel only starts their write-back).
+    ///
+    /// Why: a log written front to back otherwise grows the page cache by every byte it
+    /// writes. On a virtual machine whose host takes back guest memory the guest has
+    /// freed, each page the cache grows into is new to the host: on this machine
+    /// touching such memory cost ~11 µs per 4 KiB page against ~1.5 µs for memory in
+    /// recent use, and `pwrite`'s copy into fresh cache pages took 3/4 of the writer's
+    /// time at ~850k events/s. Dropped pages go back to the free lists, and the next
+    /// writes reuse them while they are still warm.
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
 }
@@ -110,6 +122,24 @@ impl SegmentFile for RealFile {
             Err(io::Error::last_os_error())
         }
     }
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: plain syscall on an fd we own; no memory is passed.
+        let rc = unsafe {
+            libc::posix_fadvise(
+                self.0.as_raw_fd(),
+                offset as libc::off_t,
+                len as libc::off_t,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        // posix_fadvise returns the error number instead of setting errno.
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from_raw_os_error(rc))
+        }
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
     }
@@ -149,6 +179,8 @@ pub struct FaultPlan {
     pub fail_prepare: AtomicBool,
     /// Bytes `prepare` readied so far (a test's evidence that it ran).
     pub prepared_bytes: AtomicU64,
+    /// The ranges `drop_cached` dropped so far, in order (a test's evidence).
+    pub dropped_ranges: std::sync::Mutex<Vec<(u64, u64)>>,
     /// When non-zero, the next write stores only this many bytes and then fails, as a
     /// crash mid-write would leave it.
     pub torn_write_bytes: AtomicU64,
@@ -213,6 +245,16 @@ impl SegmentFile for FaultyFile {
         self.plan.prepared_bytes.fetch_add(len, Ordering::SeqCst);
         Ok(())
     }
+    fn drop_cached(&self, offset: u64, len: u64) -> io::Result<()> {
+        self.inner.drop_cached(offset, len)?;
+        let mut dropped = self
+            .plan
+            .dropped_ranges
+            .lock()
+            .expect("dropped ranges poisoned");
+        dropped.push((offset, len));
+        Ok(())
+    }
     fn set_len(&self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
     }
@@ -255,6 +297,26 @@ pub fn next_prepare_range(
 }
 
 /// Whether an I/O error means the device is out of space.
+/// The next range of a file to drop from the page cache with
+/// [`SegmentFile::drop_cached`], if any: from where dropping stopped (`dropped_to`) to
+/// the page boundary at or before `keep_bytes` behind `write_offset`, once that is at
+/// least `chunk_bytes` (one call per chunk, not per write). A `keep_bytes` of 0 turns
+/// dropping off.
+pub fn next_drop_range(
+    dropped_to: u64,
+    write_offset: u64,
+    keep_bytes: u64,
+    chunk_bytes: u64,
+) -> Option<(u64, u64)> {
+    const PAGE_BYTES: u64 = 4096;
+    if keep_bytes == 0 {
+        return None;
+    }
+    let end = write_offset.checked_sub(keep_bytes)? / PAGE_BYTES * PAGE_BYTES;
+    let len = end.checked_sub(dropped_to)?;
+    (len > 0 && len >= chunk_bytes).then_some((dropped_to, len))
+}
+
 pub fn is_disk_full(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
@@ -266,7 +328,7 @@ pub fn segment_path(log_dir: &Path, base_position: u64) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::next_prepare_range;
+    use super::{next_drop_range, next_prepare_range};
 
     const MIB: u64 = 1024 * 1024;
 
@@ -320,5 +382,36 @@ mod tests {
     #[test]
     fn a_zero_lead_turns_readying_off() {
         assert_eq!(next_prepare_range(0, 5000, 0, MIB, 256 * MIB), None);
+    }
+
+    #[test]
+    fn dropping_waits_for_a_whole_chunk_behind_the_kept_bytes() {
+        // 64 MiB kept, 4 MiB chunks: nothing until the writer is 68 MiB in.
+        assert_eq!(next_drop_range(0, 67 * MIB, 64 * MIB, 4 * MIB), None);
+        assert_eq!(
+            next_drop_range(0, 68 * MIB, 64 * MIB, 4 * MIB),
+            Some((0, 4 * MIB))
+        );
+        // It goes on from where it stopped, and takes all that is due at once.
+        assert_eq!(next_drop_range(4 * MIB, 70 * MIB, 64 * MIB, 4 * MIB), None);
+        assert_eq!(
+            next_drop_range(4 * MIB, 80 * MIB, 64 * MIB, 4 * MIB),
+            Some((4 * MIB, 12 * MIB))
+        );
+    }
+
+    #[test]
+    fn dropping_ends_on_a_page_boundary_and_never_reaches_the_kept_bytes() {
+        let write_offset = 100 * MIB + 5000;
+        let (from, len) = next_drop_range(0, write_offset, 64 * MIB, 1).unwrap();
+        assert_eq!(from, 0);
+        assert_eq!((from + len) % 4096, 0);
+        assert!(from + len <= write_offset - 64 * MIB);
+        assert!(from + len > write_offset - 64 * MIB - 4096);
+    }
+
+    #[test]
+    fn keeping_zero_bytes_turns_dropping_off() {
+        assert_eq!(next_drop_range(0, 256 * MIB, 0, MIB), None);
     }
 }

@@ -147,6 +147,8 @@ pub fn list(log_dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+const PAGE_BYTES: u64 = 4096;
+
 /// What a [`Cursor`] found next.
 pub enum Step {
     Record {
@@ -172,6 +174,11 @@ pub struct Cursor<'a> {
     buf_start: u64,
     chunk_bytes: usize,
     eof: bool,
+    /// Pages before this offset are dropped from the page cache once read past (see
+    /// [`Cursor::dropping_read_pages_before`]); 0 drops none.
+    drop_before: u64,
+    /// Pages before this offset were dropped.
+    dropped_to: u64,
 }
 
 impl<'a> Cursor<'a> {
@@ -183,7 +190,36 @@ impl<'a> Cursor<'a> {
             buf_start: offset,
             chunk_bytes: chunk_bytes.max(4096),
             eof: false,
+            drop_before: 0,
+            dropped_to: offset / PAGE_BYTES * PAGE_BYTES,
         }
+    }
+
+    /// Makes the cursor drop the pages it has read past from the page cache, up to
+    /// `end`, as it goes, so that a scan of old events reuses a few warm pages instead of
+    /// growing the cache by all it reads (why that matters:
+    /// [`crate::disk::SegmentFile::drop_cached`]). For old parts of sealed segments only:
+    /// recent events stay cached for the readers that want them again. A failed drop
+    /// only stops dropping.
+    pub fn dropping_read_pages_before(mut self, end: u64) -> Self {
+        self.drop_before = end;
+        self
+    }
+
+    fn drop_read_pages(&mut self) {
+        let end = self.offset.min(self.drop_before) / PAGE_BYTES * PAGE_BYTES;
+        if end <= self.dropped_to {
+            return;
+        }
+        if self
+            .segment
+            .file
+            .drop_cached(self.dropped_to, end - self.dropped_to)
+            .is_err()
+        {
+            self.drop_before = 0;
+        }
+        self.dropped_to = end;
     }
 
     pub fn offset(&self) -> u64 {
@@ -191,6 +227,9 @@ impl<'a> Cursor<'a> {
     }
 
     fn fill(&mut self, needed: usize) -> io::Result<()> {
+        if self.drop_before > 0 {
+            self.drop_read_pages();
+        }
         let mut buf = BytesMut::zeroed(self.chunk_bytes.max(needed));
         let n = self.segment.file.read_at(&mut buf, self.offset)?;
         buf.truncate(n);

@@ -177,9 +177,15 @@ impl Shared {
         let chunk_bytes =
             (limit.saturating_mul(512)).clamp(16 * 1024, self.config.read_buffer_bytes);
         out.reserve(limit.min(visible.saturating_sub(from) as usize));
+        // Sealed segments are full to within a group; their last `cache_behind_bytes`
+        // hold recent events and stay cached.
+        let old_end = (self.config.segment_bytes).saturating_sub(self.config.cache_behind_bytes);
         while i < segments.len() {
             let segment = &segments[i];
             let mut cursor = Cursor::new(segment, offset, chunk_bytes);
+            if i + 1 < segments.len() && self.config.cache_behind_bytes > 0 {
+                cursor = cursor.dropping_read_pages_before(old_end);
+            }
             loop {
                 match cursor
                     .next_step()

@@ -124,6 +124,9 @@ pub(crate) struct Writer {
     prepared_to: u64,
     /// The active segment's allocated length, which readying never goes past.
     active_len: u64,
+    /// The active segment's pages before this offset were dropped from the page cache
+    /// (see `drop_behind`).
+    dropped_to: u64,
 }
 
 impl Writer {
@@ -155,6 +158,7 @@ impl Writer {
             last_ts_us: 0,
             prepared_to: 0,
             active_len,
+            dropped_to: 0,
         }
     }
 
@@ -331,6 +335,7 @@ impl Writer {
                     e.offset += base;
                 }
                 self.offset = base + self.buf.len() as u64;
+                self.drop_behind();
                 self.next_position = position;
                 // Written, not yet durable: a retry of these ids is answered through the
                 // syncer, after the sync that covers them.
@@ -396,6 +401,7 @@ impl Writer {
             )
             .map_err(|e| io_error("creating a segment", e))?;
             let segment = Arc::new(segment);
+            self.drop_behind();
             self.shared
                 .segments
                 .write()
@@ -404,6 +410,7 @@ impl Writer {
             self.active = segment;
             self.offset = SEGMENT_HEADER_BYTES;
             self.prepared_to = 0;
+            self.dropped_to = 0;
             self.active_len = segment_bytes.max(SEGMENT_HEADER_BYTES);
         }
         let base = self.offset;
@@ -412,6 +419,28 @@ impl Writer {
             .write_at(&self.buf, base)
             .map_err(|e| io_error(&format!("writing {}", self.active.path.display()), e))?;
         Ok(base)
+    }
+
+    /// Drops the active segment's pages more than `cache_behind_bytes` behind the write
+    /// offset from the page cache ([`crate::disk::SegmentFile::drop_cached`]). They were
+    /// written long enough ago to be durable; any still dirty stay cached. A failure is
+    /// logged and dropping stops for this segment: it costs memory, not data.
+    fn drop_behind(&mut self) {
+        let config = &self.shared.config;
+        let range = crate::disk::next_drop_range(
+            self.dropped_to,
+            self.offset,
+            config.cache_behind_bytes,
+            config.cache_drop_chunk_bytes,
+        );
+        let Some((from, len)) = range else {
+            return;
+        };
+        self.dropped_to = from + len;
+        if let Err(e) = self.active.file.drop_cached(from, len) {
+            tracing::warn!(segment = %self.active.path.display(), error = %e, "dropping written pages from the page cache failed");
+            self.dropped_to = u64::MAX;
+        }
     }
 
     /// Readies the next chunk of the active segment past the last record

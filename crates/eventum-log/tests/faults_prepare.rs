@@ -21,22 +21,6 @@ fn readying_config() -> LogConfig {
     }
 }
 
-/// Appends batches of varied sizes to a few streams, pausing now and then so that the
-/// writer is idle and readies the segment in between.
-async fn append_with_pauses(store: &eventum_log::LogStore, acked: &mut Vec<Acked>) {
-    for round in 0..80u64 {
-        let name = format!("order-{}", round % 5);
-        let events = (0..1 + round % 97)
-            .map(|n| event(&name, n, 100 + (round * 37 % 900) as usize))
-            .collect();
-        let expected = expected_after(acked, &name);
-        append_ok(store, acked, &name, expected, events).await;
-        if round % 4 == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
 /// Asserts that every byte of every segment past its last whole record is zero.
 fn assert_zeros_past_the_tail(dir: &std::path::Path) {
     for segment in segment_files(dir) {
@@ -57,7 +41,7 @@ async fn readying_ahead_never_touches_a_record_and_leaves_zeros_past_the_tail() 
     let dir = tempfile::tempdir().unwrap();
     let (store, plan) = open_faulty(dir.path(), &readying_config());
     let mut acked = Vec::new();
-    append_with_pauses(&store, &mut acked).await;
+    append_varied(&store, &mut acked, 80, Some(4)).await;
     assert!(
         plan.prepared_bytes.load(Ordering::SeqCst) >= 256 * 1024,
         "the writer readied nothing ahead: the test proves nothing"
@@ -92,7 +76,7 @@ async fn a_failed_readying_only_costs_speed() {
     plan.fail_prepare.store(true, Ordering::SeqCst);
     let readied = plan.prepared_bytes.load(Ordering::SeqCst);
     let mut acked = Vec::new();
-    append_with_pauses(&store, &mut acked).await;
+    append_varied(&store, &mut acked, 80, Some(4)).await;
     assert!(segment_files(dir.path()).len() >= 2, "no rollover happened");
     assert_eq!(plan.prepared_bytes.load(Ordering::SeqCst), readied);
     assert_log_is(&store, &acked).await;

@@ -301,3 +301,24 @@ pub fn assert_corrupt_at(err: &StorageError, file: &Path, offset: u64) {
         err.message
     );
 }
+
+/// Appends `rounds` batches of 1–97 events of 100–1,000 bytes to five streams; with
+/// `pause_every`, sleeps 5 ms every that many rounds, so that the writer goes idle.
+pub async fn append_varied(
+    store: &LogStore,
+    acked: &mut Vec<Acked>,
+    rounds: u64,
+    pause_every: Option<u64>,
+) {
+    for round in 0..rounds {
+        let name = format!("order-{}", round % 5);
+        let events = (0..1 + round % 97)
+            .map(|n| event(&name, n, 100 + (round * 37 % 900) as usize))
+            .collect();
+        let expected = expected_after(acked, &name);
+        append_ok(store, acked, &name, expected, events).await;
+        if pause_every.is_some_and(|every| round % every == 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
