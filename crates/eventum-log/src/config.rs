@@ -45,7 +45,11 @@ pub struct LogConfig {
     /// Committed batches the live broadcast keeps for subscribers; a subscriber further
     /// behind reads from the log instead.
     pub live_buffer_batches: usize,
-    /// Events one catch-up read of a subscription fetches.
+    /// Events one catch-up read of a subscription fetches; a subscriber catching up
+    /// holds up to this many (~2 MiB of 500-byte events at the default). Each read
+    /// starts its cursor anew, so small reads cost more than their events: catching up
+    /// from the disk on this machine ran at 1.2 M events/s with 1,024 and 2.0–2.2 M/s with
+    /// 4,096.
     pub catch_up_batch_events: usize,
     /// Streams whose state the writer keeps in memory.
     pub stream_cache_entries: usize,

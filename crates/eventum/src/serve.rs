@@ -29,6 +29,10 @@ pub struct ServeArgs {
     /// Size of each segment file in bytes.
     #[arg(long)]
     pub segment_bytes: Option<u64>,
+    /// Bytes of the active segment behind the write offset left in the page cache (older
+    /// pages are dropped as the writer passes them); 0 keeps everything.
+    #[arg(long)]
+    pub cache_behind_bytes: Option<u64>,
     /// Event store: omit for the embedded log in --data, or a `postgres://user@host/db`
     /// URL for PostgreSQL (the shop's and groups' local files stay in --data).
     #[arg(long)]
@@ -55,6 +59,9 @@ impl ServeArgs {
         }
         if let Some(n) = self.segment_bytes {
             config.segment_bytes = n;
+        }
+        if let Some(n) = self.cache_behind_bytes {
+            config.cache_behind_bytes = n;
         }
         config
     }
