@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 use crate::index::{FlushSnapshot, IndexEntry, IndexTail};
 use crate::shared::Shared;
+use crate::syncer::GroupIndex;
 
 /// How often, at most, the index file is synced while appends flow.
 const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
@@ -23,13 +24,9 @@ const INDEX_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 const INDEX_BATCH_GROUPS_MAX: usize = 64;
 
 pub(crate) enum IndexJob {
-    Group {
-        entries: Vec<IndexEntry>,
-        tail: IndexTail,
-        /// The group's events, one per entry: published to live subscribers, if any.
-        events: Vec<NewEvent>,
-        recorded_at_us: i64,
-    },
+    /// The groups one sync made durable, in order (one job per sync, not per group: one
+    /// hand-over and at most one wake-up of this thread).
+    Groups(Vec<GroupIndex>),
     Shutdown(std::sync::mpsc::Sender<()>),
 }
 
@@ -95,12 +92,10 @@ fn index_groups(
         let mut next = Some(job);
         while let Some(job) = next.take() {
             match job {
-                IndexJob::Group {
-                    entries,
-                    tail,
-                    events,
-                    recorded_at_us,
-                } => groups.push((entries, tail, (events, recorded_at_us))),
+                IndexJob::Groups(list) => groups.extend(
+                    list.into_iter()
+                        .map(|g| (g.entries, g.tail, (g.events, g.recorded_at_us))),
+                ),
                 IndexJob::Shutdown(ack) => {
                     shutdown = Some(ack);
                     break;

@@ -23,9 +23,9 @@ use crate::shared::Shared;
 use crate::writer::{Command, WriteKind, WriteRequest, Writer};
 use crate::{LogConfig, OpenError};
 
-/// Groups the indexer may lag behind the writer before the writer waits (events are
-/// bounded separately by `index_pending_events_max`).
-const INDEX_QUEUE_GROUPS: usize = 256;
+/// Syncs (each a job of up to `sync_groups_max` groups) the indexer may lag behind
+/// before the syncer waits (events are bounded separately by `index_pending_events_max`).
+const INDEX_QUEUE_SYNCS: usize = 256;
 
 /// The embedded, durable event store.
 pub struct LogStore {
@@ -95,7 +95,7 @@ impl LogStore {
                 },
             })?;
         let (tx, rx) = mpsc::channel(config.append_queue_requests_max.max(1));
-        let (index_tx, index_rx) = std::sync::mpsc::sync_channel(INDEX_QUEUE_GROUPS);
+        let (index_tx, index_rx) = std::sync::mpsc::sync_channel(INDEX_QUEUE_SYNCS);
         let (sync_tx, sync_rx) = std::sync::mpsc::sync_channel(config.sync_groups_max.max(1));
         let writer = Writer::new(
             shared.clone(),

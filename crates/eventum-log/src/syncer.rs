@@ -1,7 +1,7 @@
 //! The syncer thread: makes written groups durable and acknowledges them. The writer hands
 //! over each group once its bytes are written (`pwrite`, no sync); the syncer covers every
 //! group waiting with one `fdatasync` per segment, then acknowledges them in order and
-//! passes them to the indexer.
+//! passes them to the indexer, all of one sync's groups as one job.
 //!
 //! Why a thread of its own: with the writer syncing each group itself, encoding the next
 //! group waited for the disk and the disk waited for the encoding, and the groups of many
@@ -117,22 +117,22 @@ fn complete(shared: &Shared, indexer: &SyncSender<IndexJob>, pending: &mut Vec<W
             std::sync::atomic::Ordering::Release,
         );
     }
+    // Every answer first, then the indexing: the callers start on their next appends
+    // while the groups are handed over.
+    let mut durable = Vec::with_capacity(pending.len());
     for group in pending.drain(..) {
         for (reply, result) in group.replies {
             let _ = reply.send(result);
         }
-        let Some(index) = group.index else { continue };
-        wait_for_index_room(shared, index.tail.next_position);
-        let job = IndexJob::Group {
-            entries: index.entries,
-            tail: index.tail,
-            events: index.events,
-            recorded_at_us: index.recorded_at_us,
-        };
-        if indexer.send(job).is_err() {
-            let err = StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");
-            shared.fail(err);
-        }
+        durable.extend(group.index);
+    }
+    let Some(last) = durable.last() else {
+        return;
+    };
+    wait_for_index_room(shared, last.tail.next_position);
+    if indexer.send(IndexJob::Groups(durable)).is_err() {
+        let err = StorageError::new(StorageErrorKind::Unavailable, "the indexer stopped");
+        shared.fail(err);
     }
 }
 
