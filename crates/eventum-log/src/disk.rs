@@ -275,6 +275,9 @@ impl Disk for FaultyDisk {
     }
 }
 
+/// The page size the page cache works in (readying and dropping go in whole pages).
+pub const PAGE_BYTES: u64 = 4096;
+
 /// The next range of a file to ready with [`SegmentFile::prepare`], if any: whole pages,
 /// a whole `chunk_bytes` at a time (syncs then meet few partly readied pages), starting
 /// at the page after `write_offset` or where readying stopped (`prepared_to`), and only
@@ -288,7 +291,6 @@ pub fn next_prepare_range(
     chunk_bytes: u64,
     allocated_bytes: u64,
 ) -> Option<(u64, u64)> {
-    const PAGE_BYTES: u64 = 4096;
     let chunk = chunk_bytes.max(1).div_ceil(PAGE_BYTES) * PAGE_BYTES;
     let from = prepared_to.max(write_offset.div_ceil(PAGE_BYTES) * PAGE_BYTES);
     let wanted = from.saturating_add(chunk) <= write_offset.saturating_add(ahead_bytes);
@@ -308,7 +310,6 @@ pub fn next_drop_range(
     keep_bytes: u64,
     chunk_bytes: u64,
 ) -> Option<(u64, u64)> {
-    const PAGE_BYTES: u64 = 4096;
     if keep_bytes == 0 {
         return None;
     }

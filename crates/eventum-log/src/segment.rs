@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::codec::{self, Decoded};
-use crate::disk::{Disk, SegmentFile, segment_path};
+use crate::disk::{Disk, PAGE_BYTES, SegmentFile, segment_path};
 use crate::error::OpenError;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"EVTMSEG\0";
@@ -146,8 +146,6 @@ pub fn list(log_dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     out.sort_unstable();
     Ok(out)
 }
-
-const PAGE_BYTES: u64 = 4096;
 
 /// What a [`Cursor`] found next.
 pub enum Step {

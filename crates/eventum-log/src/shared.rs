@@ -179,7 +179,10 @@ impl Shared {
         out.reserve(limit.min(visible.saturating_sub(from) as usize));
         // Sealed segments are full to within a group; their last `cache_behind_bytes`
         // hold recent events and stay cached.
-        let old_end = (self.config.segment_bytes).saturating_sub(self.config.cache_behind_bytes);
+        let old_end = self
+            .config
+            .segment_bytes
+            .saturating_sub(self.config.cache_behind_bytes);
         while i < segments.len() {
             let segment = &segments[i];
             let mut cursor = Cursor::new(segment, offset, chunk_bytes);
