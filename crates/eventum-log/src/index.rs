@@ -4,12 +4,13 @@
 //! indexed, and whatever it lacks is rebuilt from the log on open.
 
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use eventum_core::{StorageError, StorageErrorKind, StreamMetadata, category_of};
 use redb::{Database, Durability, ReadableDatabase, TableDefinition};
 
 use crate::error::OpenError;
+use crate::file_view::{FileView, ViewTable};
 use crate::memtable::{MemRun, Memtable};
 
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -23,6 +24,9 @@ const CATEGORIES: TableDefinition<&str, u64> = TableDefinition::new("categories"
 /// (category no, first position) → packed `(position, offset)` pairs in position order.
 const CATEGORY_RUNS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("category_runs");
 const SPARSE: TableDefinition<u64, u64> = TableDefinition::new("sparse");
+/// The tables reads use, held open in the shared [`FileView`].
+const VIEW_TABLES: [&dyn ViewTable; 5] =
+    [&STREAMS, &STREAM_RUNS, &CATEGORIES, &CATEGORY_RUNS, &SPARSE];
 
 /// Every `SPARSE_EVERY`th position has its offset recorded, so a `$all` read starts at
 /// most this many records before its first wanted one.
@@ -119,6 +123,10 @@ pub struct Index {
     /// subscriptions still hold the shared state.
     db: RwLock<Option<Database>>,
     mem: RwLock<MemState>,
+    /// The file's last committed state for reads; replaced after each commit, before the
+    /// memtable lets go of what the commit wrote (see `file_view`). `None` before the
+    /// first commit's view or after a failure to open one: reads then open their own.
+    view: RwLock<Option<Arc<FileView>>>,
     /// Entries the memtable holds before it is flushed without waiting for a sync.
     memtable_events_max: usize,
 }
@@ -131,7 +139,7 @@ struct MemState {
     next_category_no: u64,
 }
 
-fn storage(e: impl std::fmt::Display) -> StorageError {
+pub(crate) fn storage(e: impl std::fmt::Display) -> StorageError {
     StorageError::new(StorageErrorKind::Io, format!("index: {e}"))
 }
 
@@ -164,8 +172,10 @@ impl Index {
             path: path.to_owned(),
             db: RwLock::new(Some(db)),
             mem: RwLock::new(MemState::default()),
+            view: RwLock::new(None),
             memtable_events_max: memtable_events_max.max(1),
         };
+        index.renew_view();
         let version = index
             .meta("format_version")
             .map_err(|e| index.open_error(e))?;
@@ -203,7 +213,20 @@ impl Index {
 
     /// Closes the file. Later calls fail with `unavailable`.
     pub fn close(&self) {
+        self.view.write().expect("view lock poisoned").take();
         self.db.write().expect("index lock poisoned").take();
+    }
+
+    /// Replaces the shared view with the file's latest commit. Called only by whoever
+    /// just committed, before the memtable drops what the commit wrote.
+    fn renew_view(&self) {
+        let view = self
+            .with_db(|db| FileView::open(db, &VIEW_TABLES))
+            .map(Arc::new);
+        if let Err(e) = &view {
+            tracing::warn!(error = %e, "index snapshot not opened; reads open their own");
+        }
+        *self.view.write().expect("view lock poisoned") = view.ok();
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, StorageError> {
@@ -254,7 +277,9 @@ impl Index {
                     .map_err(storage)?;
             }
             txn.commit().map_err(storage)
-        })
+        })?;
+        self.renew_view();
+        Ok(())
     }
 
     /// Indexes `entries` (consecutive positions) and records `tail` as the new reach. The
@@ -307,6 +332,7 @@ impl Index {
         durable: bool,
     ) -> Result<(), StorageError> {
         self.with_db(|db| write_memtable(db, &snapshot.0, durable))?;
+        self.renew_view();
         self.mem
             .write()
             .expect("memtable lock poisoned")
@@ -414,6 +440,7 @@ impl Index {
             let mem = self.mem.read().expect("memtable lock poisoned");
             self.with_db(|db| write_memtable(db, &mem, durable))?;
         }
+        self.renew_view();
         let mut mem = self.mem.write().expect("memtable lock poisoned");
         mem.table = Memtable::default();
         Ok(())
@@ -717,12 +744,18 @@ impl Index {
         .map(Option::flatten)
     }
 
-    /// Runs `f` on a table in a read transaction; `None` when the table does not exist yet.
+    /// Runs `f` on a table of the file; `None` when the table does not exist yet.
+    /// Reads through the shared view when there is one: callers have consulted the
+    /// memtable already, so the view they get here covers whatever it no longer holds.
     fn read<K: redb::Key + 'static, V: redb::Value + 'static, T>(
         &self,
-        def: TableDefinition<K, V>,
+        def: TableDefinition<'static, K, V>,
         f: impl FnOnce(&redb::ReadOnlyTable<K, V>) -> Result<T, StorageError>,
     ) -> Result<Option<T>, StorageError> {
+        let view = self.view.read().expect("view lock poisoned").clone();
+        if let Some(table) = view.as_ref().and_then(|v| v.table(&def)) {
+            return table.map(f).transpose();
+        }
         self.with_db(|db| {
             let txn = db.begin_read().map_err(storage)?;
             match txn.open_table(def) {

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod config;
 pub mod disk;
 pub mod error;
+mod file_view;
 mod index;
 mod indexer;
 mod memtable;

@@ -109,3 +109,94 @@ async fn every_read_during_background_flushes_sees_each_event_once_in_order() {
     }
     store.shutdown();
 }
+
+/// A stream, once acknowledged, is found by every later read, whichever layer holds it
+/// at that moment (the memtable, the memtable and the file between a commit and the
+/// removal, or only the file through the shared view renewed after each commit). Every
+/// append creates a new stream, so each read of an older one lands on a row a flush may
+/// just have moved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acknowledged_stream_is_found_by_every_later_read_across_flushes() {
+    const NEW_STREAMS: u64 = 3000;
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        index_memtable_events_max: 3,
+        ..LogConfig::default()
+    };
+    let store = LogStore::open(dir.path(), config).unwrap();
+    let acknowledged = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let stream = |n: u64| StreamName::new(format!("fresh-{n}")).unwrap();
+
+    let mut readers = Vec::new();
+    for r in 0..2u64 {
+        let (store, done, acknowledged) = (store.clone(), done.clone(), acknowledged.clone());
+        readers.push(tokio::spawn(async move {
+            let mut checked = 0u64;
+            let mut step = r;
+            while !done.load(Ordering::SeqCst) {
+                let count = acknowledged.load(Ordering::SeqCst);
+                if count == 0 {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                // The newest one (most likely mid-flush) and one spread over the rest.
+                step = step
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                for n in [count - 1, (step >> 33) % count] {
+                    let events = store
+                        .read_stream(&stream(n), None, ReadDirection::Forward, 10)
+                        .await
+                        .unwrap_or_else(|e| panic!("stream {n} of {count} acknowledged: {e}"));
+                    assert_eq!(events.len(), 2, "stream {n}");
+                    let state = store.stream_state(&stream(n)).await.unwrap();
+                    assert_eq!(
+                        state.version,
+                        eventum_core::ActualVersion::from_option(Some(1)),
+                        "stream {n}"
+                    );
+                    checked += 1;
+                }
+            }
+            checked
+        }));
+    }
+
+    for n in 0..NEW_STREAMS {
+        let events = (0..2)
+            .map(|_| NewEvent::from_json("Ping", "{}").unwrap())
+            .collect();
+        store
+            .append(&stream(n), ExpectedVersion::NoStream, events)
+            .await
+            .unwrap();
+        acknowledged.store(n + 1, Ordering::SeqCst);
+    }
+    done.store(true, Ordering::SeqCst);
+    for reader in readers {
+        assert!(reader.await.unwrap() > 0, "every reader checked streams");
+    }
+    // After a reopen the writer knows no stream and finds them in the index: creating
+    // one again is a conflict.
+    store.shutdown();
+    drop(store);
+    let store = LogStore::open(dir.path(), LogConfig::default()).unwrap();
+    for n in [0, NEW_STREAMS / 2, NEW_STREAMS - 1] {
+        let again = store
+            .append(
+                &stream(n),
+                ExpectedVersion::NoStream,
+                vec![NewEvent::from_json("Ping", "{}").unwrap()],
+            )
+            .await;
+        assert!(
+            matches!(
+                again,
+                Err(eventum_core::AppendError::WrongExpectedVersion { .. })
+            ),
+            "stream {n}: {again:?}"
+        );
+    }
+    store.shutdown();
+}

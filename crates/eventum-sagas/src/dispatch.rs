@@ -24,7 +24,9 @@ pub async fn send_with_retries(
     command: &CommandEnvelope,
     policy: RetryPolicy,
 ) -> Option<CommandRejection> {
-    let span = tracing::info_span!(
+    // Debug level: formatting four ids for every command cost ~4% of the shop's CPU at
+    // info. Events logged at info and above name the command themselves.
+    let span = tracing::debug_span!(
         "send_command",
         command_id = %command.command_id,
         command_type = %command.command_type,
@@ -41,7 +43,15 @@ pub async fn send_with_retries(
             let (code, message) = match error {
                 SendError::Failed(message) if attempt < policy.retries_max => {
                     let delay = retry_delay_ms(attempt, policy.delay_ms, policy.delay_ms_max);
-                    tracing::warn!(attempt, delay_ms = delay, %message, "command failed; retrying");
+                    tracing::warn!(
+                        command_id = %command.command_id,
+                        command_type = %command.command_type,
+                        correlation_id = %command.correlation_id,
+                        attempt,
+                        delay_ms = delay,
+                        %message,
+                        "command failed; retrying"
+                    );
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     continue;
@@ -53,7 +63,14 @@ pub async fn send_with_retries(
                 }
                 SendError::Invalid(message) => ("invalid_command".to_owned(), message),
             };
-            tracing::info!(%code, %message, "command not carried out");
+            tracing::info!(
+                command_id = %command.command_id,
+                command_type = %command.command_type,
+                correlation_id = %command.correlation_id,
+                %code,
+                %message,
+                "command not carried out"
+            );
             return Some(CommandRejection {
                 command_id: command.command_id,
                 command_type: command.command_type.clone(),

@@ -297,7 +297,9 @@ impl<G: Saga> Runner<G> {
     /// Starts `work` for `key` as a task, with the instance's cached copy.
     fn start(&mut self, key: String, position: Option<u64>, work: Work) {
         let span = match &work {
-            Work::Event { event, .. } => tracing::info_span!(
+            // Debug level, as the command spans: per event at info they cost ~4% of the
+            // shop's CPU. The warnings of a step name its instance themselves.
+            Work::Event { event, .. } => tracing::debug_span!(
                 "saga_event",
                 %key,
                 event_id = %event.id,
@@ -305,7 +307,7 @@ impl<G: Saga> Runner<G> {
                 correlation_id = %event.correlation_id,
                 causation_id = %event.id,
             ),
-            Work::Fire(entry) => tracing::info_span!(
+            Work::Fire(entry) => tracing::debug_span!(
                 "saga_deadline",
                 %key,
                 deadline = %entry.name,
