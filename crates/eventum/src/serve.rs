@@ -95,7 +95,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let bridges = match file
-        .start_bridges(store.as_dyn(), shop.as_ref(), &args.data)
+        .start_bridges(
+            store.as_dyn(),
+            shop.as_ref().map(|s| &s.running),
+            &args.data,
+        )
         .await
     {
         Ok(b) => b,
@@ -110,7 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     let shop_routes = shop
         .as_ref()
-        .map(|s| eventum_shop::http::router(s.shop.clone()));
+        .map(|s| eventum_shop::http::router(s.running.shop.clone()));
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
