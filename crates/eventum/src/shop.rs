@@ -50,8 +50,8 @@ pub struct ShopServeArgs {
     pub shop_no_demo: bool,
     /// Worker threads of a runtime of its own for the shop's flow and read models, apart
     /// from the one serving requests: a burst of flow work then no longer queues in front
-    /// of requests (accept p50 at 2,000 orders/s 1.2-2.2 ms on the shared runtime,
-    /// 1.0-1.2 ms apart). 0 runs them on the server's runtime.
+    /// of requests (accept p50 at 2,000 orders/s 1.1-2.2 ms on the shared runtime,
+    /// 0.97-1.4 ms apart). 0 runs them on the server's runtime.
     #[arg(long, default_value_t = 2)]
     pub shop_flow_threads: usize,
 }
