@@ -128,4 +128,11 @@ pub enum SendError {
 #[async_trait]
 pub trait CommandSender: Send + Sync + 'static {
     async fn send(&self, command: CommandEnvelope) -> Result<CommandAccepted, SendError>;
+
+    /// Sends `command` and leaves it to the caller, who keeps it to retry. The default
+    /// sends a copy; a sender that can read a command without owning it overrides this,
+    /// which saves copying (and freeing) its payload on every send.
+    async fn send_ref(&self, command: &CommandEnvelope) -> Result<CommandAccepted, SendError> {
+        self.send(command.clone()).await
+    }
 }

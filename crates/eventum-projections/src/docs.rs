@@ -30,11 +30,14 @@ struct Slot {
 #[derive(Debug, Default)]
 pub(crate) struct DocCache {
     entries: HashMap<String, Slot>,
+    /// The keys of the dirty entries: a flush visits these, not the whole cache.
+    dirty: Vec<String>,
 }
 
 impl DocCache {
     pub(crate) fn clear(&mut self) {
         self.entries.clear();
+        self.dirty.clear();
     }
 }
 
@@ -129,7 +132,11 @@ impl<'t> Documents<'t> {
     /// set it to `None` to delete).
     pub(crate) fn slot_mut(&mut self, key: &str) -> Result<&mut Option<Value>, TxError> {
         let slot = self.slot(key)?;
-        slot.dirty = true;
+        if !slot.dirty {
+            slot.dirty = true;
+            self.cache.dirty.push(key.to_owned());
+        }
+        let slot = self.cache.entries.get_mut(key).expect("loaded above");
         Ok(&mut slot.current)
     }
 
@@ -154,11 +161,11 @@ impl<'t> Documents<'t> {
         } = self;
         // In key order, so that the B-tree is walked once from left to right instead of
         // jumping between leaves.
-        let mut dirty: Vec<(&String, &mut Slot)> =
-            cache.entries.iter_mut().filter(|(_, s)| s.dirty).collect();
-        dirty.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut dirty = std::mem::take(&mut cache.dirty);
+        dirty.sort_unstable();
         let mut bytes = Vec::new();
-        for (key, slot) in dirty {
+        for key in &dirty {
+            let slot = cache.entries.get_mut(key).expect("a dirty key is cached");
             let new_lookups = match &slot.current {
                 Some(doc) => {
                     let values = lookup_values(defs, config, key, doc)?;

@@ -175,11 +175,14 @@ async fn follow(
                 item = live.next() => item,
             };
             let mut batch = vec![next_event(first, &driver.model)?];
-            let deadline = tokio::time::Instant::now() + latency;
+            // One timer per batch, not one per event: under load a batch gathers hundreds.
+            let deadline = tokio::time::sleep(latency);
+            tokio::pin!(deadline);
             while batch.len() < batch_max {
-                match tokio::time::timeout_at(deadline, live.next()).await {
-                    Err(_) => break,
-                    Ok(item) => batch.push(next_event(item, &driver.model)?),
+                tokio::select! {
+                    biased;
+                    item = live.next() => batch.push(next_event(item, &driver.model)?),
+                    _ = &mut deadline => break,
                 }
             }
             let mut cursor = driver.cursor;

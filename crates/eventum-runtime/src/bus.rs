@@ -14,7 +14,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::aggregate::Aggregate;
-use crate::codec::join_variant;
+use crate::codec::join_variant_ref;
 use crate::command::{Command, CommandContext, CommandMeta, Principal};
 use crate::config::BusConfig;
 use crate::error::{DispatchError, RegisterError};
@@ -59,7 +59,7 @@ trait ErasedHandler: Send + Sync {
     fn decode(
         &self,
         command_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<(Box<dyn Any + Send>, &'static str), DispatchError>;
 }
 
@@ -88,9 +88,9 @@ impl<H: CommandHandler> ErasedHandler for Erased<H> {
     fn decode(
         &self,
         command_type: &str,
-        payload: serde_json::Value,
+        payload: &serde_json::Value,
     ) -> Result<(Box<dyn Any + Send>, &'static str), DispatchError> {
-        let command: H::Command = join_variant(command_type, payload)
+        let command: H::Command = join_variant_ref(command_type, payload)
             .map_err(|e| DispatchError::Invalid(e.to_string()))?;
         let name = command.command_type();
         Ok((Box::new(command), name))
@@ -191,13 +191,22 @@ impl CommandBus {
         envelope: CommandEnvelope,
         principal: Option<Principal>,
     ) -> Result<CommandAccepted, DispatchError> {
+        self.dispatch_envelope_ref(&envelope, principal).await
+    }
+
+    /// [`Self::dispatch_envelope`] for a caller that keeps the envelope (to retry it).
+    pub async fn dispatch_envelope_ref(
+        &self,
+        envelope: &CommandEnvelope,
+        principal: Option<Principal>,
+    ) -> Result<CommandAccepted, DispatchError> {
         let handler = self
             .routes
             .get(envelope.command_type.as_str())
             .ok_or_else(|| DispatchError::UnknownCommand(envelope.command_type.clone()))?;
-        let mut meta = CommandMeta::from_envelope(&envelope);
+        let mut meta = CommandMeta::from_envelope(envelope);
         meta.principal = principal;
-        let (command, name) = handler.decode(&envelope.command_type, envelope.payload)?;
+        let (command, name) = handler.decode(&envelope.command_type, &envelope.payload)?;
         self.run(name, command, meta).await
     }
 
@@ -275,7 +284,11 @@ impl CommandBus {
 #[async_trait]
 impl CommandSender for CommandBus {
     async fn send(&self, command: CommandEnvelope) -> Result<CommandAccepted, SendError> {
-        self.dispatch_envelope(command, None)
+        self.send_ref(&command).await
+    }
+
+    async fn send_ref(&self, command: &CommandEnvelope) -> Result<CommandAccepted, SendError> {
+        self.dispatch_envelope_ref(command, None)
             .await
             .map_err(SendError::from)
     }

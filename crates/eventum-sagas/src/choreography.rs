@@ -32,6 +32,9 @@ pub trait Reactor: Send + Sync + 'static {
     /// Names the checkpoint stream and seeds command ids: keep it stable.
     fn name(&self) -> &str;
     fn source(&self) -> SubscriptionTarget;
+    /// The commands `event` calls for. Called on the runner's own task for every event
+    /// of the source, before any reaction starts: an event that calls for none costs
+    /// only this call, so keep the refusal of an uninteresting event cheap.
     fn react(&self, event: &RecordedEvent) -> Vec<CommandSpec>;
 }
 
@@ -213,7 +216,7 @@ async fn run<R: Reactor>(
         },
     });
     // Events of one source stream react in order; different streams concurrently.
-    let mut pipeline: Pipeline<RecordedEvent, Result<(), RunError>> = Pipeline::new(
+    let mut pipeline: Pipeline<Reaction, Result<(), RunError>> = Pipeline::new(
         from,
         config.streams_in_flight_max,
         config.events_in_flight_max,
@@ -233,8 +236,8 @@ async fn run<R: Reactor>(
                 if let Err(e) = output {
                     break Err(e);
                 }
-                if let Some((position, event)) = pipeline.finish(&key, position) {
-                    pipeline.start(key, position, react(cx.clone(), event));
+                if let Some((position, reaction)) = pipeline.finish(&key, position) {
+                    pipeline.start(key, position, react(cx.clone(), reaction));
                 }
                 unsaved += 1;
             }
@@ -244,15 +247,24 @@ async fn run<R: Reactor>(
                     Some(Err(e)) => break Err(RunError::Subscription(e)),
                     None => break Err(RunError::SubscriptionEnded),
                 };
-                if event.stream.starts_with('$') {
+                // The reactor is pure, so it is asked here: an event that calls for no
+                // command (most of them, for a reactor on `$all`) is done at once, with no
+                // task and no place in its stream's queue, since it has no effect to order.
+                let specs = if event.stream.starts_with('$') {
+                    Vec::new()
+                } else {
+                    cx.reactor.react(&event)
+                };
+                if specs.is_empty() {
                     cx.stats.events_handled.fetch_add(1, Ordering::Relaxed);
                     pipeline.skip(event.position);
                     unsaved += 1;
                 } else {
                     let key = event.stream.clone();
                     let position = event.position;
-                    if let Some(event) = pipeline.submit(&key, Some(position), event) {
-                        pipeline.start(key, Some(position), react(cx.clone(), event));
+                    let reaction = Reaction { event, specs };
+                    if let Some(reaction) = pipeline.submit(&key, Some(position), reaction) {
+                        pipeline.start(key, Some(position), react(cx.clone(), reaction));
                     }
                 }
             }
@@ -301,13 +313,18 @@ struct ReactionContext<R> {
     policy: RetryPolicy,
 }
 
+/// An event and the commands its reactor asked for.
+struct Reaction {
+    event: RecordedEvent,
+    specs: Vec<CommandSpec>,
+}
+
 /// Sends the commands `event` calls for, in order. A command that keeps failing
 /// technically fails the reaction (and the runner); a refused one is counted and logged.
 async fn react<R: Reactor>(
     cx: Arc<ReactionContext<R>>,
-    event: RecordedEvent,
+    Reaction { event, specs }: Reaction,
 ) -> Result<(), RunError> {
-    let specs = cx.reactor.react(&event);
     if specs.len() > cx.commands_per_event_max {
         tracing::error!(event_id = %event.id, commands = specs.len(), "reaction exceeds commands_per_event_max; event skipped");
     } else {

@@ -36,7 +36,7 @@ pub async fn send_with_retries(
     async {
         let mut attempt = 0;
         loop {
-            let error = match sender.send(command.clone()).await {
+            let error = match sender.send_ref(command).await {
                 Ok(_) => return None,
                 Err(e) => e,
             };
