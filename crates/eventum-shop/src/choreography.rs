@@ -58,19 +58,20 @@ fn spec(command: &str, payload: Value) -> Vec<CommandSpec> {
 
 /// The reactions of `role` to one event, whatever the partition.
 pub fn react(role: Role, event_type: &str, data: Value) -> Vec<CommandSpec> {
-    let order = json!({"orderId": data["orderId"]});
-    let reason = data["reason"].clone();
+    // Built only in the arms that use it: most calls (every event a reactor ignores)
+    // should allocate nothing.
+    let order = |data: &Value| json!({"orderId": data["orderId"]});
     match (role, event_type) {
         (Role::Products, "OrderCreated") => spec("ReserveStock", data),
-        (Role::Products, "PaymentFailed" | "OrderCancelled") => spec("ReleaseStock", order),
-        (Role::Products, "OrderConfirmed") => spec("CommitStock", order),
+        (Role::Products, "PaymentFailed" | "OrderCancelled") => spec("ReleaseStock", order(&data)),
+        (Role::Products, "OrderConfirmed") => spec("CommitStock", order(&data)),
         (Role::Payments, "StockReserved") => spec("CapturePayment", data),
         // Whatever cancelled the order, no payment stays captured for it.
-        (Role::Payments, "OrderCancelled") => spec("RefundPayment", order),
-        (Role::Orders, "PaymentCompleted") => spec("ConfirmOrder", order),
+        (Role::Payments, "OrderCancelled") => spec("RefundPayment", order(&data)),
+        (Role::Orders, "PaymentCompleted") => spec("ConfirmOrder", order(&data)),
         (Role::Orders, "StockReservationFailed" | "PaymentFailed") => spec(
             "CancelOrder",
-            json!({"orderId": data["orderId"], "reason": reason}),
+            json!({"orderId": data["orderId"], "reason": data["reason"]}),
         ),
         (Role::Notifier, "OrderConfirmed") => spec(
             "NotifyUser",
@@ -88,7 +89,7 @@ pub fn react(role: Role, event_type: &str, data: Value) -> Vec<CommandSpec> {
                 "message": format!(
                     "Your order {} is cancelled: {}.",
                     data["orderId"].as_str().unwrap_or(""),
-                    reason.as_str().unwrap_or("")
+                    data["reason"].as_str().unwrap_or("")
                 ),
             }),
         ),

@@ -92,6 +92,12 @@ pub struct ShopConfig {
     /// Orders a flow runner works on at once (saga instances, or source streams of a
     /// reactor); one order's steps stay in order. Default 256.
     pub flow_orders_in_flight_max: usize,
+    /// Saga instances a flow runner keeps decoded between their steps (least recently
+    /// used out first). An order waits for each reply behind every order created
+    /// meanwhile, so at N orders/s with replies t seconds late, about N × t instances are
+    /// between steps: fewer cached ones means reloading and decoding an instance's
+    /// records for most steps. Each is a few KiB. Default 16,384.
+    pub flow_instances_cached_max: usize,
     /// Group commit of stock commands per product.
     pub stock_batching: BatcherConfig,
     /// Seed a demo catalog when the store has no product. Default true.
@@ -125,6 +131,7 @@ impl ShopConfig {
             flow_partitions: 1,
             flow_checkpoint_every_events: 10_000,
             flow_orders_in_flight_max: 256,
+            flow_instances_cached_max: 16_384,
             stock_batching: BatcherConfig::default(),
             demo_catalog: true,
             list_limit_max: 100,
@@ -147,9 +154,11 @@ impl ShopConfig {
             || self.hashing.concurrent_max == 0
             || self.flow_checkpoint_every_events == 0
             || self.flow_orders_in_flight_max == 0
+            || self.flow_instances_cached_max == 0
         {
             return Err("token_ttl_s, list_limit_max, hashing.concurrent_max, \
-                 flow_checkpoint_every_events and flow_orders_in_flight_max must be positive"
+                 flow_checkpoint_every_events, flow_orders_in_flight_max and \
+                 flow_instances_cached_max must be positive"
                 .into());
         }
         Ok(())

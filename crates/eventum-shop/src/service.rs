@@ -100,8 +100,16 @@ impl RunningShop {
             snapshot_every_events: None,
             ..RepositoryConfig::default()
         };
-        let users = Arc::new(Repository::<User>::new(store.clone(), repo_config.clone()));
-        let products = Arc::new(Repository::<Product>::new(store.clone(), repo_config));
+        // A product takes two events per order, and its state holds every order in flight
+        // (open reservations), so a snapshot costs in proportion to the orders in flight:
+        // every 100 events it was ~5% of the orchestrated flow's CPU at 3,500 orders/s. A
+        // cold load reads at most 1,000 events past the last one instead.
+        let hot = RepositoryConfig {
+            snapshot_every_events: Some(1_000),
+            ..RepositoryConfig::default()
+        };
+        let users = Arc::new(Repository::<User>::new(store.clone(), repo_config));
+        let products = Arc::new(Repository::<Product>::new(store.clone(), hot));
         let orders = Arc::new(Repository::<Order>::new(store.clone(), short_lived.clone()));
         let reservations = Arc::new(Repository::<Reservation>::new(
             store.clone(),
@@ -173,6 +181,7 @@ impl RunningShop {
         let saga_config = SagaConfig {
             checkpoint_every_events: config.flow_checkpoint_every_events,
             instances_in_flight_max: config.flow_orders_in_flight_max,
+            cache_instances_max: config.flow_instances_cached_max,
             ..SagaConfig::default()
         };
         let reactor_config = ReactorConfig {
