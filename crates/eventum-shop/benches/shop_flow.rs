@@ -138,6 +138,7 @@ async fn shop(
         seen
     });
     let started = Instant::now();
+    let cpu_started = cpu_ticks();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let shop = shop.clone();
@@ -173,6 +174,13 @@ async fn shop(
         .await
         .expect("all terminal")
         .unwrap();
+    let per_order = |a: u64, b: u64| (b - a) as f64 * 10_000.0 / placed.len() as f64;
+    let cpu_us_per_order =
+        cpu_started
+            .zip(cpu_ticks())
+            .map(|((user_a, sys_a), (user_b, sys_b))| {
+                (per_order(user_a, user_b), per_order(sys_a, sys_b))
+            });
     let mut ttt = hist();
     let mut accept = hist();
     let mut last = started;
@@ -202,13 +210,28 @@ async fn shop(
         p99_us: ttt.value_at_quantile(0.99),
         p999_us: ttt.value_at_quantile(0.999),
         extra: format!(
-            "confirmed {confirmed}/{}; accepted {:.0}/s (accept p99 {} µs); {:.1} events/order",
+            "confirmed {confirmed}/{}; accepted {:.0}/s (accept p99 {} µs); {:.1} events/order; \
+             CPU {} µs/order (user + system)",
             placed.len(),
             placed.len() as f64 / accepted_s,
             accept.value_at_quantile(0.99),
-            events as f64 / placed.len() as f64
+            events as f64 / placed.len() as f64,
+            cpu_us_per_order.map_or("?".into(), |(user, sys)| format!("{user:.0} + {sys:.0}")),
         ),
     }
+}
+
+/// The CPU time this process has used, user and system, in Linux clock ticks (10 ms);
+/// `None` where `/proc` is missing. Why: throughput swings ±20% between identical runs
+/// on these machines, and the CPU spent per order says whether the work or the
+/// scheduling changed.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) : utime and stime are the
+    // 12th and 13th.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some((fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?))
 }
 
 /// Events written from `from` on, by type (the diagnosis of an order's cost).
