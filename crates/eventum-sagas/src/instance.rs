@@ -71,6 +71,18 @@ impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
         self.version.is_some()
     }
 
+    /// [`Self::apply`] taking the record: a sent command (its payload can be large) moves
+    /// into the effects instead of being copied.
+    pub fn apply_owned(&mut self, record: InstanceRecord) -> Result<(), String> {
+        match record {
+            InstanceRecord::CommandSent { command, .. } => {
+                self.last_effects.commands.push(command);
+                Ok(())
+            }
+            other => self.apply(&other),
+        }
+    }
+
     /// Folds one record into the instance (the stream's version is set by the caller).
     pub fn apply(&mut self, record: &InstanceRecord) -> Result<(), String> {
         match record {
@@ -152,7 +164,8 @@ impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
             self.start_trigger = Some(id);
         }
         self.handled.insert(id);
-        self.state = serde_json::from_value(state.clone())
+        // From the borrowed tree: no copy of it first.
+        self.state = <S as serde::Deserialize>::deserialize(state)
             .map_err(|e| format!("instance {} step {step}: state: {e}", self.key))?;
         Ok(())
     }
@@ -192,9 +205,7 @@ pub fn plan_step<G: Saga>(
             key: instance.key.clone(),
         });
     }
-    let mut actions = saga.handle(&instance.state, trigger);
-    let mut state = instance.state.clone();
-    saga.evolve(&mut state, trigger);
+    let (mut actions, state) = saga.decide(&instance.state, trigger);
     let state = serde_json::to_value(&state).expect("saga state serializes to JSON");
     if step + 1 >= limits.instance_steps_max {
         actions = vec![Action::Fail {

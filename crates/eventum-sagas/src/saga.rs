@@ -35,6 +35,17 @@ pub trait Saga: Send + Sync + 'static {
 
     /// Folds `trigger` into the state (called after `handle`, with the same trigger).
     fn evolve(&self, state: &mut Self::State, trigger: &Trigger<'_>);
+
+    /// The step for `trigger`: its actions and the state after it. What the runner calls;
+    /// the default is `handle`, then `evolve` on a copy. A saga whose two halves share
+    /// work (decoding the event, say) overrides it to do that work once; it must agree
+    /// with `handle` and `evolve`.
+    fn decide(&self, state: &Self::State, trigger: &Trigger<'_>) -> (Vec<Action>, Self::State) {
+        let actions = self.handle(state, trigger);
+        let mut next = state.clone();
+        self.evolve(&mut next, trigger);
+        (actions, next)
+    }
 }
 
 /// What an instance reacts to.

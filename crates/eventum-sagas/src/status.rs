@@ -88,7 +88,7 @@ impl SagaStatus {
             };
             for event in &page {
                 let record = InstanceRecord::decode(event).map_err(QueryError::Corrupt)?;
-                instance.apply(&record).map_err(QueryError::Corrupt)?;
+                instance.apply_owned(record).map_err(QueryError::Corrupt)?;
                 instance.version = Some(event.version);
                 from = event.version + 1;
             }

@@ -205,7 +205,7 @@ impl<G: Saga> Slot<G> {
             };
             for event in &page {
                 let record = InstanceRecord::decode(event).map_err(RunError::Corrupt)?;
-                instance.apply(&record).map_err(RunError::Corrupt)?;
+                instance.apply_owned(record).map_err(RunError::Corrupt)?;
                 instance.version = Some(event.version);
                 from = event.version + 1;
             }
@@ -268,14 +268,20 @@ impl<G: Saga> Slot<G> {
                 .await
             {
                 Ok(result) => {
-                    for record in &plan.records {
-                        instance.apply(record).map_err(RunError::Corrupt)?;
+                    for record in plan.records {
+                        instance.apply_owned(record).map_err(RunError::Corrupt)?;
                     }
                     instance.version = Some(result.next_expected_version);
-                    let effects = instance.last_effects.clone();
+                    // Lent out while performed, not copied: the commands' payloads can be
+                    // large, and the cached instance gets them back.
+                    let effects = std::mem::take(&mut instance.last_effects);
                     tracing::debug!(step = plan.step, status = %instance.status, "step recorded");
                     self.instance = Some(instance);
-                    rejections.extend(self.perform(&effects).await?);
+                    let performed = self.perform(&effects).await;
+                    if let Some(instance) = self.instance.as_mut() {
+                        instance.last_effects = effects;
+                    }
+                    rejections.extend(performed?);
                     return Ok(rejections);
                 }
                 Err(AppendError::WrongExpectedVersion { .. }) => {

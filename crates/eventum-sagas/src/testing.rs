@@ -152,6 +152,7 @@ impl<G: Saga> SagaTest<G> {
         if instance.handled.contains(&trigger.id()) || instance.status.is_terminal() {
             return Vec::new();
         }
+        assert_decide_agrees(&self.saga, &instance.state, trigger);
         let plan = plan_step(&self.saga, instance, trigger, self.now_ms, self.limits);
         for record in &plan.records {
             instance
@@ -162,6 +163,21 @@ impl<G: Saga> SagaTest<G> {
             Some(instance.version.map_or(0, |v| v + 1) + plan.records.len() as u64 - 1);
         plan.records
     }
+}
+
+/// The runner calls [`Saga::decide`]; a saga that overrides it must decide what `handle`
+/// and `evolve` would. Every step the harness takes checks that.
+fn assert_decide_agrees<G: Saga>(saga: &G, state: &G::State, trigger: &Trigger<'_>) {
+    let (actions, next) = saga.decide(state, trigger);
+    let mut evolved = state.clone();
+    saga.evolve(&mut evolved, trigger);
+    let json = |s: &G::State| serde_json::to_value(s).expect("saga state serializes");
+    assert_eq!(
+        (actions, json(&next)),
+        (saga.handle(state, trigger), json(&evolved)),
+        "{}: decide disagrees with handle and evolve",
+        saga.name()
+    );
 }
 
 /// What one `when` did, with assertions that panic with a readable message.

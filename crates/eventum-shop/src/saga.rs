@@ -62,14 +62,11 @@ impl OrderSaga {
         }
     }
 
-    fn decide(
-        &self,
-        state: &OrderSagaState,
-        trigger: &Trigger<'_>,
-    ) -> (OrderSagaState, Vec<Action>) {
+    fn step(&self, state: &OrderSagaState, trigger: &Trigger<'_>) -> (Vec<Action>, OrderSagaState) {
         let mut next = state.clone();
         let mut actions = Vec::new();
-        let order = json!({"orderId": state.order_id});
+        // Built only by the arms that send it.
+        let order = || json!({"orderId": state.order_id});
         let send = |actions: &mut Vec<Action>, command: &str, payload: Value| {
             actions.push(Action::send(command, payload));
         };
@@ -99,26 +96,26 @@ impl OrderSaga {
                         cancel(&mut next, &mut actions, reason);
                     }
                     (Stage::Paying, "PaymentCompleted") => {
-                        send(&mut actions, "ConfirmOrder", order);
+                        send(&mut actions, "ConfirmOrder", order());
                         next.stage = Stage::Confirming;
                     }
                     (Stage::Paying, "PaymentFailed") => {
                         actions.push(Action::Compensate {
                             reason: reason.clone(),
                         });
-                        send(&mut actions, "ReleaseStock", order);
+                        send(&mut actions, "ReleaseStock", order());
                         next.reason = Some(reason);
                         next.stage = Stage::Releasing;
                     }
                     (Stage::Confirming, "OrderConfirmed") => {
                         // The sale is final: the product forgets the reservation. Not a
                         // step anyone waits for.
-                        send(&mut actions, "CommitStock", order);
+                        send(&mut actions, "CommitStock", order());
                         actions.push(Action::Complete);
                         next.stage = Stage::Done;
                     }
                     (Stage::Refunding, "PaymentRefunded") => {
-                        send(&mut actions, "ReleaseStock", order);
+                        send(&mut actions, "ReleaseStock", order());
                         next.stage = Stage::Releasing;
                     }
                     (Stage::Releasing, "StockReleased") => {
@@ -140,7 +137,7 @@ impl OrderSaga {
                         actions.push(Action::Compensate {
                             reason: why.clone(),
                         });
-                        send(&mut actions, "ReleaseStock", order);
+                        send(&mut actions, "ReleaseStock", order());
                         next.reason = Some(why);
                         next.stage = Stage::Releasing;
                     }
@@ -149,7 +146,7 @@ impl OrderSaga {
                         actions.push(Action::Compensate {
                             reason: why.clone(),
                         });
-                        send(&mut actions, "RefundPayment", order);
+                        send(&mut actions, "RefundPayment", order());
                         next.reason = Some(why);
                         next.stage = Stage::Refunding;
                     }
@@ -162,7 +159,7 @@ impl OrderSaga {
             }
             Trigger::Deadline(_) => {}
         }
-        (next, actions)
+        (actions, next)
     }
 }
 
@@ -192,11 +189,16 @@ impl Saga for OrderSaga {
     }
 
     fn handle(&self, state: &Self::State, trigger: &Trigger<'_>) -> Vec<Action> {
-        self.decide(state, trigger).1
+        self.step(state, trigger).0
     }
 
     fn evolve(&self, state: &mut Self::State, trigger: &Trigger<'_>) {
-        *state = self.decide(state, trigger).0;
+        *state = self.step(state, trigger).1;
+    }
+
+    /// One decision gives both halves: the event's data is parsed once per step.
+    fn decide(&self, state: &Self::State, trigger: &Trigger<'_>) -> (Vec<Action>, Self::State) {
+        self.step(state, trigger)
     }
 }
 
