@@ -65,6 +65,14 @@ async fn redelivery_after_a_crash_sends_no_command_twice() {
         }
         m
     };
+    // A service records a command as executed just after its append, which the saga may
+    // already have seen: wait (bounded) for the last records, then insist on the count.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while services.executed.lock().unwrap().len() < 4 * 3 + 3
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let executed_before = services.executed.lock().unwrap().len();
     assert_eq!(executed_before, 4 * 3 + 3);
     runner.abort().await;
