@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventum_core::{
-    AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, ReadDirection,
-    RecordedEvent, SubscriptionFrom, SubscriptionTarget,
+    AppendError, CommandSender, EventStore, ReadDirection, RecordedEvent, StorageError,
+    StorageErrorKind, SubscriptionFrom, SubscriptionTarget,
 };
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -72,7 +72,6 @@ impl SagaRunner {
             checkpoint,
             saved_position: from,
             unsaved_events: 0,
-            registry_queue: Vec::new(),
             registrations: JoinSet::new(),
             checkpoint_write: None,
             firing: false,
@@ -127,8 +126,6 @@ struct Runner<G: Saga> {
     /// The position the last checkpoint write recorded.
     saved_position: u64,
     unsaved_events: u64,
-    /// Registrations waiting for the registry append in flight to end.
-    registry_queue: Vec<NewEvent>,
     /// Registry appends in flight: off the step's path, but done before the checkpoint
     /// passes the events that started their instances.
     registrations: JoinSet<Result<(), AppendError>>,
@@ -177,12 +174,6 @@ impl<G: Saga> Runner<G> {
                         break Err(e);
                     }
                 }
-                Some(appended) = self.registrations.join_next(), if !self.registrations.is_empty() => {
-                    if let Err(e) = appended.map_err(|e| RunError::Aborted(e.to_string())).and_then(|r| r.map_err(RunError::from)) {
-                        break Err(e);
-                    }
-                    self.send_registrations(false);
-                }
                 item = subscription.next(), if room => match item {
                     Some(Ok(event)) => self.on_event(event).await?,
                     Some(Err(e)) => break Err(RunError::Subscription(e)),
@@ -197,7 +188,9 @@ impl<G: Saga> Runner<G> {
         // work, so saving is always safe.
         for finished in self.pipeline.drain().await {
             let finished = finished.map_err(|e| RunError::Aborted(e.to_string()))?;
-            self.registry_queue.extend(finished.output.registrations);
+            for handle in finished.output.registrations {
+                self.registrations.spawn(join_registration(handle));
+            }
             if finished.output.result.is_ok() {
                 self.pipeline.mark_finished(finished.position);
             }
@@ -243,7 +236,6 @@ impl<G: Saga> Runner<G> {
                 .await
                 .map_err(|e| RunError::Aborted(e.to_string()))??;
         }
-        self.send_registrations(true);
         self.unsaved_events = 0;
         let position = self.pipeline.checkpoint_position();
         if position != self.saved_position || !self.registrations.is_empty() {
@@ -343,16 +335,15 @@ impl<G: Saga> Runner<G> {
         if let Some(instance) = output.instance {
             self.cache.put(instance);
         }
-        self.registry_queue.extend(output.registrations);
-        // Bounded: a full batch waits for the appends in flight to end first.
-        while self.registry_queue.len() >= self.registry_batch_max()
-            && !self.registrations.is_empty()
-        {
+        // Bounded: beyond the cache size, wait for the oldest registrations first.
+        while self.registrations.len() >= self.cx.config.cache_instances_max {
             if let Some(r) = self.registrations.join_next().await {
                 r.map_err(|e| RunError::Aborted(e.to_string()))??;
             }
         }
-        self.send_registrations(false);
+        for handle in output.registrations {
+            self.registrations.spawn(join_registration(handle));
+        }
         if let Some((next_position, work)) = self.pipeline.finish(&key, position) {
             self.start(key, next_position, work);
         }
@@ -360,37 +351,6 @@ impl<G: Saga> Runner<G> {
             self.count_handled().await?;
         }
         Ok(())
-    }
-
-    fn registry_batch_max(&self) -> usize {
-        let store_max = self.cx.store.limits().batch_events_max;
-        self.cx
-            .config
-            .registry_batch_events_max
-            .min(store_max)
-            .max(1)
-    }
-
-    /// Appends the queued registrations to the registry: at once with `all` (before a
-    /// checkpoint), otherwise when no append is in flight or a batch is full. Meanwhile
-    /// they collect, so one append (one record in the store's group) serves many new
-    /// instances instead of one each.
-    fn send_registrations(&mut self, all: bool) {
-        let batch_max = self.registry_batch_max();
-        while !self.registry_queue.is_empty()
-            && (all || self.registrations.is_empty() || self.registry_queue.len() >= batch_max)
-        {
-            let n = self.registry_queue.len().min(batch_max);
-            let batch: Vec<NewEvent> = self.registry_queue.drain(..n).collect();
-            let store = self.cx.store.clone();
-            let registry = self.cx.registry.clone();
-            self.registrations.spawn(async move {
-                store
-                    .append(&registry, ExpectedVersion::Any, batch)
-                    .await
-                    .map(|_| ())
-            });
-        }
     }
 
     /// Starts a task firing the earliest due deadline. One at a time: firing may load an
@@ -405,4 +365,14 @@ impl<G: Saga> Runner<G> {
             }
         }
     }
+}
+
+/// A registration as a future the checkpoint's join set can wait on.
+async fn join_registration(handle: step::Registration) -> Result<(), AppendError> {
+    handle.await.unwrap_or_else(|e| {
+        Err(AppendError::Storage(StorageError::new(
+            StorageErrorKind::Unavailable,
+            format!("registration task: {e}"),
+        )))
+    })
 }

@@ -10,6 +10,7 @@ use eventum_core::{
     AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, ReadDirection, ReadError,
     RecordedEvent, StreamName,
 };
+use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::SagaConfig;
@@ -40,14 +41,16 @@ pub enum Work {
     Fire(DeadlineEntry),
 }
 
+/// A registry append in flight: the checkpoint waits for it before passing the event that
+/// started the instance.
+pub type Registration = JoinHandle<Result<(), AppendError>>;
+
 /// What a task hands back to the runner.
 pub struct Outcome<S> {
     /// The instance as the task left it, for the cache (`None` when it was not loaded, or
     /// the task failed and the stream is the only truth).
     pub instance: Option<Instance<S>>,
-    /// Registry records for the runner to append (in batches): the checkpoint waits for
-    /// them before passing the event that started the instance.
-    pub registrations: Vec<NewEvent>,
+    pub registrations: Vec<Registration>,
     pub result: Result<(), RunError>,
 }
 
@@ -99,7 +102,7 @@ struct Slot<G: Saga> {
     cx: Arc<Context<G>>,
     key: String,
     instance: Option<Instance<G::State>>,
-    registrations: Vec<NewEvent>,
+    registrations: Vec<Registration>,
 }
 
 impl<G: Saga> Slot<G> {
@@ -321,7 +324,7 @@ impl<G: Saga> Slot<G> {
         Ok(rejections)
     }
 
-    /// Hands the instance's registration to the runner (see [`Outcome::registrations`]).
+    /// Registers the instance in the background (see [`Registration`]).
     fn register(&mut self) {
         let record = InstanceRegistered {
             key: self.key.clone(),
@@ -329,6 +332,13 @@ impl<G: Saga> Slot<G> {
         let event = NewEvent::new("InstanceRegistered", &record)
             .expect("a registry record serializes")
             .with_id(derived_id(&["registry", self.cx.saga.name(), &self.key]));
-        self.registrations.push(event);
+        let store = self.cx.store.clone();
+        let registry = self.cx.registry.clone();
+        self.registrations.push(tokio::spawn(async move {
+            store
+                .append(&registry, ExpectedVersion::Any, vec![event])
+                .await
+                .map(|_| ())
+        }));
     }
 }
