@@ -56,45 +56,71 @@ fn spec(command: &str, payload: Value) -> Vec<CommandSpec> {
     vec![CommandSpec::new(command, payload)]
 }
 
-/// The reactions of `role` to one event, whatever the partition.
-pub fn react(role: Role, event_type: &str, data: Value) -> Vec<CommandSpec> {
-    // Built only in the arms that use it: most calls (every event a reactor ignores)
-    // should allocate nothing.
-    let order = |data: &Value| json!({"orderId": data["orderId"]});
-    match (role, event_type) {
-        (Role::Products, "OrderCreated") => spec("ReserveStock", data),
-        (Role::Products, "PaymentFailed" | "OrderCancelled") => spec("ReleaseStock", order(&data)),
-        (Role::Products, "OrderConfirmed") => spec("CommitStock", order(&data)),
-        (Role::Payments, "StockReserved") => spec("CapturePayment", data),
+/// What a role does about an event type, decided before the event's data is read.
+#[derive(Clone, Copy, Debug)]
+enum Reaction {
+    /// Send this command with the event's data as its payload.
+    Forward(&'static str),
+    /// Send this command naming the event's order.
+    ForOrder(&'static str),
+    /// Cancel the order with the event's reason.
+    CancelOrder,
+    /// Tell the user about the order's terminal state.
+    Notify { confirmed: bool },
+}
+
+fn reaction(role: Role, event_type: &str) -> Option<Reaction> {
+    use Reaction::*;
+    Some(match (role, event_type) {
+        (Role::Products, "OrderCreated") => Forward("ReserveStock"),
+        (Role::Products, "PaymentFailed" | "OrderCancelled") => ForOrder("ReleaseStock"),
+        (Role::Products, "OrderConfirmed") => ForOrder("CommitStock"),
+        (Role::Payments, "StockReserved") => Forward("CapturePayment"),
         // Whatever cancelled the order, no payment stays captured for it.
-        (Role::Payments, "OrderCancelled") => spec("RefundPayment", order(&data)),
-        (Role::Orders, "PaymentCompleted") => spec("ConfirmOrder", order(&data)),
-        (Role::Orders, "StockReservationFailed" | "PaymentFailed") => spec(
+        (Role::Payments, "OrderCancelled") => ForOrder("RefundPayment"),
+        (Role::Orders, "PaymentCompleted") => ForOrder("ConfirmOrder"),
+        (Role::Orders, "StockReservationFailed" | "PaymentFailed") => CancelOrder,
+        (Role::Notifier, "OrderConfirmed") => Notify { confirmed: true },
+        (Role::Notifier, "OrderCancelled") => Notify { confirmed: false },
+        _ => return None,
+    })
+}
+
+/// The command `reaction` sends for an event with `data`.
+fn command(reaction: Reaction, data: Value) -> Vec<CommandSpec> {
+    let order_id = data["orderId"].as_str().unwrap_or("");
+    match reaction {
+        Reaction::Forward(command) => spec(command, data),
+        Reaction::ForOrder(command) => spec(command, json!({"orderId": data["orderId"]})),
+        Reaction::CancelOrder => spec(
             "CancelOrder",
             json!({"orderId": data["orderId"], "reason": data["reason"]}),
         ),
-        (Role::Notifier, "OrderConfirmed") => spec(
+        Reaction::Notify { confirmed: true } => spec(
             "NotifyUser",
             json!({
                 "orderId": data["orderId"], "userId": data["userId"],
                 "kind": KIND_ORDER_CONFIRMED,
-                "message": format!("Your order {} is confirmed.", data["orderId"].as_str().unwrap_or("")),
+                "message": format!("Your order {order_id} is confirmed."),
             }),
         ),
-        (Role::Notifier, "OrderCancelled") => spec(
+        Reaction::Notify { confirmed: false } => spec(
             "NotifyUser",
             json!({
                 "orderId": data["orderId"], "userId": data["userId"],
                 "kind": KIND_ORDER_CANCELLED,
                 "message": format!(
-                    "Your order {} is cancelled: {}.",
-                    data["orderId"].as_str().unwrap_or(""),
+                    "Your order {order_id} is cancelled: {}.",
                     data["reason"].as_str().unwrap_or("")
                 ),
             }),
         ),
-        _ => Vec::new(),
     }
+}
+
+/// The reactions of `role` to one event, whatever the partition.
+pub fn react(role: Role, event_type: &str, data: Value) -> Vec<CommandSpec> {
+    reaction(role, event_type).map_or_else(Vec::new, |r| command(r, data))
 }
 
 impl Reactor for ShopReactor {
@@ -113,9 +139,9 @@ impl Reactor for ShopReactor {
 
     fn react(&self, event: &RecordedEvent) -> Vec<CommandSpec> {
         // Cheap filter first: most events are for other services.
-        if react(self.role, &event.event_type, Value::Null).is_empty() {
+        let Some(reaction) = reaction(self.role, &event.event_type) else {
             return Vec::new();
-        }
+        };
         // The order id is the id of the event's stream: no JSON parse for other
         // partitions' events.
         let Some(order_id) = stream_id(&event.stream) else {
@@ -125,6 +151,6 @@ impl Reactor for ShopReactor {
             return Vec::new();
         }
         let data: Value = serde_json::from_slice(&event.data).unwrap_or_default();
-        react(self.role, &event.event_type, data)
+        command(reaction, data)
     }
 }
