@@ -178,12 +178,13 @@ pub struct StepLimits {
     pub step_actions_max: usize,
 }
 
-/// A decided step: the records to append atomically, as events with deterministic ids.
+/// A decided step: its records, and the one event (with a deterministic id) that appends
+/// them atomically.
 #[derive(Clone, Debug)]
 pub struct StepPlan {
     pub step: u64,
     pub records: Vec<InstanceRecord>,
-    pub events: Vec<NewEvent>,
+    pub event: NewEvent,
 }
 
 /// Decides the next step of `instance` for `trigger` at time `now_ms`. Pure: the same
@@ -327,21 +328,16 @@ pub fn plan_step<G: Saga>(
             }
         }
     }
-    let events = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.to_event(
-                derived_id(&[stream, &step_text, "record", &i.to_string()]),
-                trigger.correlation_id(),
-                trigger.id(),
-            )
-        })
-        .collect();
+    let event = InstanceRecord::step_event(
+        &records,
+        derived_id(&[stream, &step_text, "step"]),
+        trigger.correlation_id(),
+        trigger.id(),
+    );
     StepPlan {
         step,
         records,
-        events,
+        event,
     }
 }
 
@@ -402,8 +398,7 @@ mod tests {
         for r in &plan.records {
             instance.apply(r).unwrap();
         }
-        instance.version =
-            Some(instance.version.map_or(0, |v| v + 1) + plan.records.len() as u64 - 1);
+        instance.version = Some(instance.version.map_or(0, |v| v + 1));
         plan
     }
 
@@ -419,8 +414,8 @@ mod tests {
         let e = crate::testing::event("x-1", "finish", serde_json::json!({}));
         let a = plan_step(&Scripted, &fresh(), &Trigger::Event(&e), 0, LIMITS);
         let b = plan_step(&Scripted, &fresh(), &Trigger::Event(&e), 0, LIMITS);
-        let ids = |p: &StepPlan| p.events.iter().map(NewEvent::id).collect::<Vec<_>>();
-        assert_eq!(ids(&a), ids(&b));
+        assert_eq!(a.event.id(), b.event.id());
+        assert_eq!(a.event.data(), b.event.data());
         assert_eq!(a.records, b.records);
     }
 
@@ -488,7 +483,7 @@ mod tests {
         for r in &plan.records {
             i.apply(r).unwrap();
         }
-        i.version = Some(1);
+        i.version = Some(0);
         assert_eq!(i.status, Status::Running);
         let e = crate::testing::event("x-1", "noop", serde_json::json!({}));
         let plan = plan_step(&Scripted, &i, &Trigger::Event(&e), 0, tight);

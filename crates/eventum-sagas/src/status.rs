@@ -23,11 +23,12 @@ pub struct InstanceView {
     /// The state recorded by the last step.
     pub state: serde_json::Value,
     pub pending_deadlines: Vec<DeadlineEntry>,
-    /// Records in the instance stream (its history's length).
+    /// Events in the instance stream: one per step (one per record in streams written
+    /// before steps became one event); the history's versions run below it.
     pub records: u64,
 }
 
-/// One record of an instance's history.
+/// One record of an instance's history, with the version of the event that holds it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HistoryEntry {
     pub version: u64,
@@ -87,8 +88,9 @@ impl SagaStatus {
                 Err(e) => return Err(e.into()),
             };
             for event in &page {
-                let record = InstanceRecord::decode(event).map_err(QueryError::Corrupt)?;
-                instance.apply_owned(record).map_err(QueryError::Corrupt)?;
+                for record in InstanceRecord::decode_event(event).map_err(QueryError::Corrupt)? {
+                    instance.apply_owned(record).map_err(QueryError::Corrupt)?;
+                }
                 instance.version = Some(event.version);
                 from = event.version + 1;
             }
@@ -110,7 +112,8 @@ impl SagaStatus {
         }))
     }
 
-    /// Up to `limit` records of `key`'s history from `from_version`.
+    /// `key`'s history from stream version `from_version`: the records of up to `limit`
+    /// events, in order (a step is one event, and its records share its version).
     pub async fn history(
         &self,
         key: &str,
@@ -128,15 +131,17 @@ impl SagaStatus {
             Err(ReadError::StreamNotFound { .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        page.iter()
-            .map(|e| {
-                Ok(HistoryEntry {
+        let mut entries = Vec::with_capacity(page.len());
+        for e in &page {
+            for record in InstanceRecord::decode_event(e).map_err(QueryError::Corrupt)? {
+                entries.push(HistoryEntry {
                     version: e.version,
                     recorded_at_us: e.recorded_at_us,
-                    record: InstanceRecord::decode(e).map_err(QueryError::Corrupt)?,
-                })
-            })
-            .collect()
+                    record,
+                });
+            }
+        }
+        Ok(entries)
     }
 
     /// Up to `limit` instances from registry entry `from`, with their status.

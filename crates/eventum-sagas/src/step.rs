@@ -204,8 +204,9 @@ impl<G: Saga> Slot<G> {
                 Err(e) => return Err(e.into()),
             };
             for event in &page {
-                let record = InstanceRecord::decode(event).map_err(RunError::Corrupt)?;
-                instance.apply_owned(record).map_err(RunError::Corrupt)?;
+                for record in InstanceRecord::decode_event(event).map_err(RunError::Corrupt)? {
+                    instance.apply_owned(record).map_err(RunError::Corrupt)?;
+                }
                 instance.version = Some(event.version);
                 from = event.version + 1;
             }
@@ -264,7 +265,7 @@ impl<G: Saga> Slot<G> {
             match self
                 .cx
                 .store
-                .append(&instance.stream, expected, plan.events)
+                .append(&instance.stream, expected, vec![plan.event])
                 .await
             {
                 Ok(result) => {

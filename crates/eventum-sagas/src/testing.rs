@@ -154,14 +154,32 @@ impl<G: Saga> SagaTest<G> {
         }
         assert_decide_agrees(&self.saga, &instance.state, trigger);
         let plan = plan_step(&self.saga, instance, trigger, self.now_ms, self.limits);
-        for record in &plan.records {
+        let version = instance.version.map_or(0, |v| v + 1);
+        // Fold back what the store would hand a loading runner: the step's one event.
+        let recorded = RecordedEvent {
+            stream: instance.stream.to_string(),
+            version,
+            position: 0,
+            recorded_at_us: self.now_ms.saturating_mul(1_000),
+            id: plan.event.id(),
+            event_type: plan.event.event_type().to_owned(),
+            data: plan.event.data().clone(),
+            metadata: Default::default(),
+            correlation_id: trigger.correlation_id(),
+            causation_id: trigger.id(),
+        };
+        let records = InstanceRecord::decode_event(&recorded).expect("a step's event decodes");
+        assert_eq!(
+            records, plan.records,
+            "a step's event holds its records in order"
+        );
+        for record in &records {
             instance
                 .apply(record)
                 .expect("records the planner made fold back");
         }
-        instance.version =
-            Some(instance.version.map_or(0, |v| v + 1) + plan.records.len() as u64 - 1);
-        plan.records
+        instance.version = Some(version);
+        records
     }
 }
 

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use eventum_core::{ErrorCode, EventStore};
+use eventum_core::{ErrorCode, EventStore, ExpectedVersion, NewEvent, StreamName};
 use eventum_sagas::records::InstanceRecord;
 use eventum_sagas::{QueryError, SagaConfig, SagaRunner, SagaStatus, Status, SystemClock};
 use serde_json::json;
@@ -18,15 +18,7 @@ async fn status_history_and_pages() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn EventStore> = open(dir.path());
     let status = SagaStatus::new(store.clone(), "order");
-    let runner = SagaRunner::start(
-        store.clone(),
-        Services::new(store.clone()),
-        order_saga(None),
-        SagaConfig::default(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_runner(&store).await;
     assert_eq!(status.instance("nobody").await.unwrap(), None);
     assert!(status.list(0, 10).await.unwrap().instances.is_empty());
 
@@ -75,11 +67,19 @@ async fn status_history_and_pages() {
         Status::Running
     );
 
-    // History: the records in stream order, starting with the start step.
+    // History: the records in stream order, starting with the start step; a step is one
+    // event, so its records share a version, and versions run 0, 1, … below `records`.
     let view = status.instance("ok").await.unwrap().unwrap();
     let all = status.history("ok", 0, 1000).await.unwrap();
-    assert_eq!(all.len() as u64, view.records);
-    assert!(all.windows(2).all(|w| w[1].version == w[0].version + 1));
+    let versions: Vec<u64> = all.iter().map(|e| e.version).collect();
+    let mut distinct = versions.clone();
+    distinct.dedup();
+    assert_eq!(distinct, (0..view.records).collect::<Vec<_>>());
+    assert_eq!(view.records, view.steps, "one event per step");
+    assert!(
+        all.len() > distinct.len(),
+        "steps hold several records: {all:?}"
+    );
     assert!(
         matches!(&all[0].record, InstanceRecord::SagaStarted { saga, key } if saga == "order" && key == "ok")
     );
@@ -96,8 +96,14 @@ async fn status_history_and_pages() {
             ..
         }
     ));
-    let page = status.history("ok", 2, 2).await.unwrap();
-    assert_eq!(page, all[2..4]);
+    // A page holds whole steps: versions 1 and 2, every record of each.
+    let page = status.history("ok", 1, 2).await.unwrap();
+    let expected: Vec<_> = all
+        .iter()
+        .filter(|e| (1..=2).contains(&e.version))
+        .cloned()
+        .collect();
+    assert_eq!(page, expected);
 
     // Pages of instances, in start order, with their status.
     let first = status.list(0, 2).await.unwrap();
@@ -123,4 +129,62 @@ async fn status_history_and_pages() {
     assert_eq!(err.code(), ErrorCode::InvalidInput);
     let err = status.history("ok", 0, 1_000_000).await.unwrap_err();
     assert_eq!(err.code(), ErrorCode::InvalidInput);
+}
+
+/// A store written before a step became one event holds an instance stream of one event
+/// per record: the runner and the status queries read it, and the instance goes on with
+/// steps of one event each after it.
+#[tokio::test]
+async fn an_instance_recorded_one_event_per_record_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn EventStore> = open(dir.path());
+    let placed = place_order(store.as_ref(), "legacy", json!({})).await;
+    // Its first step as the planner decides it, written the old way.
+    let first_step = eventum_sagas::testing::SagaTest::new(order_saga(None))
+        .when(placed.clone())
+        .records()
+        .to_vec();
+    assert!(first_step.len() >= 3, "{first_step:?}");
+    let legacy: Vec<NewEvent> = first_step
+        .iter()
+        .map(|r| NewEvent::new(r.type_name(), r).unwrap())
+        .collect();
+    let stream = StreamName::system("$saga-order-legacy").unwrap();
+    store
+        .append(&stream, ExpectedVersion::NoStream, legacy)
+        .await
+        .unwrap();
+    let status = SagaStatus::new(store.clone(), "order");
+    let view = status.instance("legacy").await.unwrap().unwrap();
+    assert_eq!((view.steps, view.records), (1, first_step.len() as u64));
+
+    // The runner loads it, redoes its last step's command, and carries it to the end.
+    let runner = start_runner(&store).await;
+    let done = wait_for_status(&status, "legacy", Status::Completed).await;
+    runner.stop().await.unwrap();
+    let all = status.history("legacy", 0, 1000).await.unwrap();
+    let records: Vec<_> = all.iter().map(|e| e.record.clone()).collect();
+    assert_eq!(records[..first_step.len()], first_step[..]);
+    assert_steps_once("legacy", &records);
+    // The old part one record per version, then one version per later step.
+    let legacy_versions: Vec<u64> = all[..first_step.len()].iter().map(|e| e.version).collect();
+    assert_eq!(
+        legacy_versions,
+        (0..first_step.len() as u64).collect::<Vec<_>>()
+    );
+    let later_steps = done.steps - 1;
+    assert_eq!(done.records, first_step.len() as u64 + later_steps);
+}
+
+/// The order saga's runner on `store`, with the test services answering its commands.
+async fn start_runner(store: &Arc<dyn EventStore>) -> eventum_sagas::SagaHandle {
+    SagaRunner::start(
+        store.clone(),
+        Services::new(store.clone()),
+        order_saga(None),
+        SagaConfig::default(),
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
 }
