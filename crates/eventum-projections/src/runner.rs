@@ -174,20 +174,27 @@ async fn follow(
                 },
                 item = live.next() => item,
             };
-            let mut batch = vec![next_event(first, &driver.model)?];
+            // Events the target skips are dropped as they come, not gathered first: most
+            // of `$all` is other models' events, and a batch would hold hundreds of them.
+            let mut batch = Vec::new();
+            let mut cursor = driver.cursor;
+            let mut take = |event: eventum_core::RecordedEvent| {
+                cursor.position_next = event.position + 1;
+                if driver.target.matches(&event) {
+                    batch.push(event);
+                }
+            };
+            take(next_event(first, &driver.model)?);
             // One timer per batch, not one per event: under load a batch gathers hundreds.
             let deadline = tokio::time::sleep(latency);
             tokio::pin!(deadline);
-            while batch.len() < batch_max {
+            for _ in 1..batch_max {
                 tokio::select! {
                     biased;
-                    item = live.next() => batch.push(next_event(item, &driver.model)?),
+                    item = live.next() => take(next_event(item, &driver.model)?),
                     _ = &mut deadline => break,
                 }
             }
-            let mut cursor = driver.cursor;
-            cursor.position_next = batch.last().expect("not empty").position + 1;
-            batch.retain(|e| driver.target.matches(e));
             if let Some(last) = batch.last() {
                 cursor.stream_version_next = last.version + 1;
                 driver.commit_batch(batch, cursor, false).await?;
