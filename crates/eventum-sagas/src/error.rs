@@ -71,6 +71,15 @@ pub enum RunError {
     Aborted(String),
 }
 
+impl From<crate::load::LoadError> for RunError {
+    fn from(e: crate::load::LoadError) -> Self {
+        match e {
+            crate::load::LoadError::Read(e) => RunError::Read(e),
+            crate::load::LoadError::Corrupt(m) => RunError::Corrupt(m),
+        }
+    }
+}
+
 impl RunError {
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -96,6 +105,15 @@ pub enum QueryError {
     Read(#[from] ReadError),
     #[error("corrupt saga record: {0}")]
     Corrupt(String),
+}
+
+impl From<crate::load::LoadError> for QueryError {
+    fn from(e: crate::load::LoadError) -> Self {
+        match e {
+            crate::load::LoadError::Read(e) => QueryError::Read(e),
+            crate::load::LoadError::Corrupt(m) => QueryError::Corrupt(m),
+        }
+    }
 }
 
 impl QueryError {

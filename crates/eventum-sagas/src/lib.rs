@@ -18,6 +18,7 @@ mod deadlines;
 mod dispatch;
 pub mod error;
 pub mod instance;
+mod load;
 pub mod orchestrator;
 mod pipeline;
 pub mod records;

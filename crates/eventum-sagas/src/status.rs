@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::QueryError;
 use crate::instance::Instance;
+use crate::load;
 use crate::records::{self, DeadlineEntry, InstanceRecord, InstanceRegistered};
 use crate::saga::Status;
 
@@ -75,29 +76,8 @@ impl SagaStatus {
     pub async fn instance(&self, key: &str) -> Result<Option<InstanceView>, QueryError> {
         let stream = records::instance_stream(&self.saga, key)?;
         let mut instance: Instance<serde_json::Value> = Instance::new(key.to_owned(), stream);
-        let batch = self.store.limits().read_events_max.min(1024);
-        let mut from = 0;
-        loop {
-            let page = match self
-                .store
-                .read_stream(&instance.stream, Some(from), ReadDirection::Forward, batch)
-                .await
-            {
-                Ok(page) => page,
-                Err(ReadError::StreamNotFound { .. }) => break,
-                Err(e) => return Err(e.into()),
-            };
-            for event in &page {
-                for record in InstanceRecord::decode_event(event).map_err(QueryError::Corrupt)? {
-                    instance.apply_owned(record).map_err(QueryError::Corrupt)?;
-                }
-                instance.version = Some(event.version);
-                from = event.version + 1;
-            }
-            if page.len() < batch {
-                break;
-            }
-        }
+        let page_events_max = self.store.limits().read_events_max.min(1024);
+        load::fold_stream(self.store.as_ref(), &mut instance, page_events_max).await?;
         let Some(version) = instance.version else {
             return Ok(None);
         };

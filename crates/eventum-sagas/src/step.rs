@@ -7,8 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use eventum_core::{
-    AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, ReadDirection, ReadError,
-    RecordedEvent, StreamName,
+    AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
 };
 use tokio::task::JoinHandle;
 
@@ -18,7 +17,8 @@ use crate::deadlines::DeadlineBook;
 use crate::dispatch::{RetryPolicy, send_with_retries};
 use crate::error::RunError;
 use crate::instance::{Effects, Instance, StepLimits, plan_step};
-use crate::records::{self, DeadlineEntry, InstanceRecord, InstanceRegistered, derived_id};
+use crate::load;
+use crate::records::{self, DeadlineEntry, InstanceRegistered, derived_id};
 use crate::saga::{CommandRejection, FiredDeadline, Saga, Trigger};
 
 /// What every instance task of one runner shares.
@@ -190,30 +190,12 @@ impl<G: Saga> Slot<G> {
         let stream = records::instance_stream(self.cx.saga.name(), key)
             .map_err(|e| RunError::Corrupt(format!("instance key {key:?}: {e}")))?;
         let mut instance = Instance::new(key.clone(), stream.clone());
-        let batch = self.cx.config.read_batch_events;
-        let mut from = 0;
-        loop {
-            let page = match self
-                .cx
-                .store
-                .read_stream(&stream, Some(from), ReadDirection::Forward, batch)
-                .await
-            {
-                Ok(page) => page,
-                Err(ReadError::StreamNotFound { .. }) => break,
-                Err(e) => return Err(e.into()),
-            };
-            for event in &page {
-                for record in InstanceRecord::decode_event(event).map_err(RunError::Corrupt)? {
-                    instance.apply_owned(record).map_err(RunError::Corrupt)?;
-                }
-                instance.version = Some(event.version);
-                from = event.version + 1;
-            }
-            if page.len() < batch {
-                break;
-            }
-        }
+        load::fold_stream(
+            self.cx.store.as_ref(),
+            &mut instance,
+            self.cx.config.read_batch_events,
+        )
+        .await?;
         Ok(instance)
     }
 
