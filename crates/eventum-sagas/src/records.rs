@@ -193,20 +193,10 @@ mod tests {
         assert_eq!(derived_id(&["a"]).get_version_num(), 5);
     }
 
-    fn recorded(event_type: &str, data: Vec<u8>) -> RecordedEvent {
-        let id = Uuid::now_v7();
-        RecordedEvent {
-            stream: "$saga-x-1".into(),
-            version: 0,
-            position: 0,
-            recorded_at_us: 0,
-            id,
-            event_type: event_type.into(),
-            data: data.into(),
-            metadata: Default::default(),
-            correlation_id: id,
-            causation_id: id,
-        }
+    /// An event of instance stream `$saga-x-1` with `data` as it was written.
+    fn recorded(event_type: &str, data: &[u8]) -> RecordedEvent {
+        let data = serde_json::from_slice(data).expect("test data is JSON");
+        crate::testing::event("$saga-x-1", event_type, data)
     }
 
     #[test]
@@ -230,7 +220,7 @@ mod tests {
         let e = InstanceRecord::step_event(&step, id, id, id);
         assert_eq!(e.event_type(), STEP_EVENT_TYPE);
         assert_eq!(e.id(), id);
-        let decoded = InstanceRecord::decode_event(&recorded(STEP_EVENT_TYPE, e.data().to_vec()));
+        let decoded = InstanceRecord::decode_event(&recorded(STEP_EVENT_TYPE, e.data()));
         assert_eq!(decoded.unwrap(), step);
     }
 
@@ -238,7 +228,7 @@ mod tests {
     fn a_record_written_as_its_own_event_still_decodes() {
         // The form every step had before steps became one event: the record's own type.
         let data = br#"{"type":"StatusChanged","step":3,"status":"compensating","reason":"payment declined"}"#;
-        let decoded = InstanceRecord::decode_event(&recorded("StatusChanged", data.to_vec()));
+        let decoded = InstanceRecord::decode_event(&recorded("StatusChanged", data));
         assert_eq!(
             decoded.unwrap(),
             vec![InstanceRecord::StatusChanged {
@@ -247,7 +237,7 @@ mod tests {
                 reason: Some("payment declined".into()),
             }]
         );
-        let garbage = InstanceRecord::decode_event(&recorded(STEP_EVENT_TYPE, b"{}".to_vec()));
+        let garbage = InstanceRecord::decode_event(&recorded(STEP_EVENT_TYPE, b"{}"));
         assert!(
             garbage
                 .unwrap_err()
