@@ -34,6 +34,11 @@ pub struct SagaConfig {
     pub checkpoint_interval_ms: u64,
     /// Events one read of an instance or deadline stream fetches. Default 512.
     pub read_batch_events: usize,
+    /// Registry records (one per new instance) appended together at most. One registry
+    /// append is in flight at a time and the records of instances started meanwhile wait
+    /// for the next; a full batch makes the runner wait for the append in flight. Also
+    /// capped by the store's batch limits. Default 256.
+    pub registry_batch_events_max: usize,
     /// Triggers one instance may handle; an instance that reaches it is failed, so a saga
     /// that loops cannot grow its stream without end. Default 10 000.
     pub instance_steps_max: u64,
@@ -58,6 +63,7 @@ impl Default for SagaConfig {
             checkpoint_every_events: 100,
             checkpoint_interval_ms: 1000,
             read_batch_events: 512,
+            registry_batch_events_max: 256,
             instance_steps_max: 10_000,
             step_actions_max: 64,
             chained_triggers_max: 64,
@@ -81,6 +87,10 @@ impl SagaConfig {
             ),
             ("checkpoint_every_events", self.checkpoint_every_events),
             ("read_batch_events", self.read_batch_events as u64),
+            (
+                "registry_batch_events_max",
+                self.registry_batch_events_max as u64,
+            ),
             ("instance_steps_max", self.instance_steps_max),
             ("step_actions_max", self.step_actions_max as u64),
             ("chained_triggers_max", self.chained_triggers_max as u64),

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventum_core::{
-    AppendError, CommandSender, EventStore, ReadDirection, RecordedEvent, StorageError,
-    StorageErrorKind, SubscriptionFrom, SubscriptionTarget,
+    AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, ReadDirection,
+    RecordedEvent, SubscriptionFrom, SubscriptionTarget,
 };
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -73,6 +73,7 @@ impl SagaRunner {
             saved_position: from,
             unsaved_events: 0,
             registrations: JoinSet::new(),
+            unregistered: Vec::new(),
             checkpoint_write: None,
             firing: false,
         };
@@ -126,9 +127,15 @@ struct Runner<G: Saga> {
     /// The position the last checkpoint write recorded.
     saved_position: u64,
     unsaved_events: u64,
-    /// Registry appends in flight: off the step's path, but done before the checkpoint
+    /// Registry appends in flight: off the steps' path, but done before the checkpoint
     /// passes the events that started their instances.
     registrations: JoinSet<Result<(), AppendError>>,
+    /// Registry records waiting for the next registry append. Batched as a group commit:
+    /// while one append is in flight, the records of the instances started meanwhile
+    /// gather here and go in the next one, so that under load a new instance costs a
+    /// share of one append instead of an append (and two tasks) of its own, and a lone
+    /// instance is registered at once.
+    unregistered: Vec<NewEvent>,
     /// The last checkpoint write, in flight.
     checkpoint_write: Option<JoinHandle<Result<(), RunError>>>,
     /// A deadline task runs: deadlines fire one at a time.
@@ -168,6 +175,12 @@ impl<G: Saga> Runner<G> {
             tokio::select! {
                 biased;
                 _ = stop.changed() => break Ok(()),
+                appended = self.registrations.join_next(), if !self.registrations.is_empty() => {
+                    if let Some(appended) = appended {
+                        appended.map_err(|e| RunError::Aborted(e.to_string()))??;
+                    }
+                    self.register(Vec::new()).await?;
+                }
                 finished = self.pipeline.next_finished() => {
                     let finished = finished.map_err(|e| RunError::Aborted(e.to_string()))?;
                     if let Err(e) = self.on_finished(finished).await {
@@ -188,9 +201,7 @@ impl<G: Saga> Runner<G> {
         // work, so saving is always safe.
         for finished in self.pipeline.drain().await {
             let finished = finished.map_err(|e| RunError::Aborted(e.to_string()))?;
-            for handle in finished.output.registrations {
-                self.registrations.spawn(join_registration(handle));
-            }
+            self.unregistered.extend(finished.output.registrations);
             if finished.output.result.is_ok() {
                 self.pipeline.mark_finished(finished.position);
             }
@@ -237,6 +248,9 @@ impl<G: Saga> Runner<G> {
                 .map_err(|e| RunError::Aborted(e.to_string()))??;
         }
         self.unsaved_events = 0;
+        while !self.unregistered.is_empty() {
+            self.append_registrations();
+        }
         let position = self.pipeline.checkpoint_position();
         if position != self.saved_position || !self.registrations.is_empty() {
             let mut registrations = std::mem::take(&mut self.registrations);
@@ -335,15 +349,7 @@ impl<G: Saga> Runner<G> {
         if let Some(instance) = output.instance {
             self.cache.put(instance);
         }
-        // Bounded: beyond the cache size, wait for the oldest registrations first.
-        while self.registrations.len() >= self.cx.config.cache_instances_max {
-            if let Some(r) = self.registrations.join_next().await {
-                r.map_err(|e| RunError::Aborted(e.to_string()))??;
-            }
-        }
-        for handle in output.registrations {
-            self.registrations.spawn(join_registration(handle));
-        }
+        self.register(output.registrations).await?;
         if let Some((next_position, work)) = self.pipeline.finish(&key, position) {
             self.start(key, next_position, work);
         }
@@ -351,6 +357,57 @@ impl<G: Saga> Runner<G> {
             self.count_handled().await?;
         }
         Ok(())
+    }
+
+    /// Queues registry records and starts the next registry append when none is in
+    /// flight. A full batch waits for the append in flight first, so that at most one
+    /// batch waits and one is in flight.
+    async fn register(&mut self, records: Vec<NewEvent>) -> Result<(), RunError> {
+        self.unregistered.extend(records);
+        if self.unregistered.len() >= self.cx.config.registry_batch_events_max {
+            while let Some(appended) = self.registrations.join_next().await {
+                appended.map_err(|e| RunError::Aborted(e.to_string()))??;
+            }
+        }
+        if self.registrations.is_empty() {
+            self.append_registrations();
+        }
+        Ok(())
+    }
+
+    /// Starts one registry append of the waiting records, as many as one batch holds (by
+    /// the runner's bound and the store's limits). Registrations are idempotent: each
+    /// record's id derives from the instance, and readers of the registry skip a key
+    /// listed twice.
+    fn append_registrations(&mut self) {
+        let limits = self.cx.store.limits();
+        let events_max = self
+            .cx
+            .config
+            .registry_batch_events_max
+            .min(limits.batch_events_max)
+            .max(1);
+        let mut bytes = 0;
+        let mut take = 0;
+        for event in self.unregistered.iter().take(events_max) {
+            bytes += event.size_bytes();
+            if take > 0 && bytes > limits.batch_bytes_max {
+                break;
+            }
+            take += 1;
+        }
+        if take == 0 {
+            return;
+        }
+        let batch: Vec<NewEvent> = self.unregistered.drain(..take).collect();
+        let store = self.cx.store.clone();
+        let registry = self.cx.registry.clone();
+        self.registrations.spawn(async move {
+            store
+                .append(&registry, ExpectedVersion::Any, batch)
+                .await
+                .map(|_| ())
+        });
     }
 
     /// Starts a task firing the earliest due deadline. One at a time: firing may load an
@@ -365,14 +422,4 @@ impl<G: Saga> Runner<G> {
             }
         }
     }
-}
-
-/// A registration as a future the checkpoint's join set can wait on.
-async fn join_registration(handle: step::Registration) -> Result<(), AppendError> {
-    handle.await.unwrap_or_else(|e| {
-        Err(AppendError::Storage(StorageError::new(
-            StorageErrorKind::Unavailable,
-            format!("registration task: {e}"),
-        )))
-    })
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use eventum_core::{
     AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
 };
-use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::config::SagaConfig;
@@ -41,16 +40,14 @@ pub enum Work {
     Fire(DeadlineEntry),
 }
 
-/// A registry append in flight: the checkpoint waits for it before passing the event that
-/// started the instance.
-pub type Registration = JoinHandle<Result<(), AppendError>>;
-
 /// What a task hands back to the runner.
 pub struct Outcome<S> {
     /// The instance as the task left it, for the cache (`None` when it was not loaded, or
     /// the task failed and the stream is the only truth).
     pub instance: Option<Instance<S>>,
-    pub registrations: Vec<Registration>,
+    /// Registry records to append: the runner batches them (see `Runner::register`), and
+    /// the checkpoint waits for them before passing the events that started the instances.
+    pub registrations: Vec<NewEvent>,
     pub result: Result<(), RunError>,
 }
 
@@ -102,7 +99,7 @@ struct Slot<G: Saga> {
     cx: Arc<Context<G>>,
     key: String,
     instance: Option<Instance<G::State>>,
-    registrations: Vec<Registration>,
+    registrations: Vec<NewEvent>,
 }
 
 impl<G: Saga> Slot<G> {
@@ -307,7 +304,8 @@ impl<G: Saga> Slot<G> {
         Ok(rejections)
     }
 
-    /// Registers the instance in the background (see [`Registration`]).
+    /// Records the instance in the registry; the runner appends the record (see
+    /// [`Outcome::registrations`]).
     fn register(&mut self) {
         let record = InstanceRegistered {
             key: self.key.clone(),
@@ -315,13 +313,6 @@ impl<G: Saga> Slot<G> {
         let event = NewEvent::new("InstanceRegistered", &record)
             .expect("a registry record serializes")
             .with_id(derived_id(&["registry", self.cx.saga.name(), &self.key]));
-        let store = self.cx.store.clone();
-        let registry = self.cx.registry.clone();
-        self.registrations.push(tokio::spawn(async move {
-            store
-                .append(&registry, ExpectedVersion::Any, vec![event])
-                .await
-                .map(|_| ())
-        }));
+        self.registrations.push(event);
     }
 }
