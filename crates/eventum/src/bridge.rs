@@ -89,6 +89,8 @@ impl RunArgs {
 }
 
 async fn run_relay(args: RunArgs) -> anyhow::Result<()> {
+    // First: a signal while connecting must still stop the relay cleanly.
+    let shutdown = crate::signals::Shutdown::install()?;
     let spec = args.spec();
     spec.validate()?;
     let config = spec.relay_config()?;
@@ -107,7 +109,7 @@ async fn run_relay(args: RunArgs) -> anyhow::Result<()> {
     );
     let mut progress = relay.progress();
     let outcome = tokio::select! {
-        () = shutdown_signal() => relay.stop().await,
+        () = shutdown.received() => relay.stop().await,
         // Only an error ends a relay by itself (e.g. the store closed).
         _ = progress.wait_for(|p| p.state == eventum_bridge::RelayState::Stopped) => relay.join().await,
     };
@@ -118,19 +120,4 @@ async fn run_relay(args: RunArgs) -> anyhow::Result<()> {
     );
     store.shutdown();
     outcome.context("relay failed")
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

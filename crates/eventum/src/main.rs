@@ -15,6 +15,7 @@ mod shop;
 mod shop_load;
 mod shop_load_ws;
 mod shop_service;
+mod signals;
 mod sse;
 mod tail;
 mod verify;

@@ -68,6 +68,8 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // First: a signal during start-up must still shut down cleanly.
+    let shutdown = crate::signals::Shutdown::install()?;
     let file = crate::serve_config::ConfigFile::load(args.config.as_deref())?;
     let config = args.log_config();
     let store = serve_store::OpenedStore::open(
@@ -140,7 +142,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shop_routes,
         ServerConfig::default(),
         listener,
-        shutdown_signal(),
+        shutdown.received(),
     )
     .await;
     // Final checkpoints first (they are appends), then flush the index and stop the
@@ -155,31 +157,4 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     store.shutdown();
     tracing::info!("stopped");
     served.context("server failed")
-}
-
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = term => tracing::info!("SIGTERM received"),
-    }
 }

@@ -283,6 +283,8 @@ fn kept_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
 }
 
 pub async fn run(args: ServiceArgs) -> anyhow::Result<()> {
+    // First: a signal during start-up must still shut down cleanly.
+    let shutdown = crate::signals::Shutdown::install()?;
     let config = args.config()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -306,20 +308,16 @@ pub async fn run(args: ServiceArgs) -> anyhow::Result<()> {
             let addr = listener.local_addr()?;
             // Tests and scripts wait for this line.
             println!("eventum shop gateway listening on http://{addr} ({described}, bus {bus})");
-            eventum_shop::services::gateway::serve(
-                gateway,
-                listener,
-                crate::serve::shutdown_signal(),
-            )
-            .await
-            .context("gateway server failed")
+            eventum_shop::services::gateway::serve(gateway, listener, shutdown.received())
+                .await
+                .context("gateway server failed")
         }
         None => {
             println!(
                 "eventum shop {} ready ({described}, bus {bus})",
                 args.service
             );
-            crate::serve::shutdown_signal().await;
+            shutdown.received().await;
             Ok(())
         }
     };
