@@ -11,6 +11,7 @@ pub mod groups_model;
 pub mod model;
 mod reads;
 mod sagas;
+pub mod shutdown;
 mod state;
 mod streams;
 mod subscribe;
@@ -23,6 +24,7 @@ use tokio::net::TcpListener;
 
 pub use config::{DEFAULT_LISTEN_ADDR, ServerConfig};
 pub use error::{ApiError, status_for};
+pub use shutdown::Shutdown;
 
 use state::AppState;
 

@@ -90,7 +90,8 @@ impl RunArgs {
 
 async fn run_relay(args: RunArgs) -> anyhow::Result<()> {
     // First: a signal while connecting must still stop the relay cleanly.
-    let shutdown = crate::signals::Shutdown::install()?;
+    let shutdown =
+        eventum_server::Shutdown::install().context("cannot catch SIGINT and SIGTERM")?;
     let spec = args.spec();
     spec.validate()?;
     let config = spec.relay_config()?;

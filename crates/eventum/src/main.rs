@@ -15,7 +15,6 @@ mod shop;
 mod shop_load;
 mod shop_load_ws;
 mod shop_service;
-mod signals;
 mod sse;
 mod tail;
 mod verify;

@@ -69,7 +69,8 @@ impl ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // First: a signal during start-up must still shut down cleanly.
-    let shutdown = crate::signals::Shutdown::install()?;
+    let shutdown =
+        eventum_server::Shutdown::install().context("cannot catch SIGINT and SIGTERM")?;
     let file = crate::serve_config::ConfigFile::load(args.config.as_deref())?;
     let config = args.log_config();
     let store = serve_store::OpenedStore::open(

@@ -284,7 +284,8 @@ fn kept_secret(path: &Path, bytes: usize) -> anyhow::Result<String> {
 
 pub async fn run(args: ServiceArgs) -> anyhow::Result<()> {
     // First: a signal during start-up must still shut down cleanly.
-    let shutdown = crate::signals::Shutdown::install()?;
+    let shutdown =
+        eventum_server::Shutdown::install().context("cannot catch SIGINT and SIGTERM")?;
     let config = args.config()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;

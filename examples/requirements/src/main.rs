@@ -46,6 +46,8 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Cmd::Serve { data, listen } => {
+            // First: SIGINT or SIGTERM during start-up still stops the service cleanly.
+            let shutdown = eventum_server::Shutdown::install()?;
             let running = Running::start(ServiceConfig::new(&data)).await?;
             let listener = tokio::net::TcpListener::bind(&listen).await?;
             println!(
@@ -54,9 +56,7 @@ async fn main() -> anyhow::Result<()> {
                 data.display()
             );
             axum::serve(listener, http::router(running.service.clone()))
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
+                .with_graceful_shutdown(shutdown.received())
                 .await?;
             running.shutdown().await;
         }

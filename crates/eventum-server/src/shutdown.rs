@@ -1,16 +1,16 @@
-//! The shutdown signals (SIGINT, SIGTERM) of the long-running commands, caught from the
-//! moment a command starts rather than from the first poll of its serving loop: a signal
+//! The shutdown signals (SIGINT, SIGTERM) of a server process, caught from the moment it
+//! starts rather than from the first poll of its serving loop: a signal
 //! that came while the store opened, or between the listening line and that first poll,
 //! used to kill the process with the default action, skipping the final checkpoints and
 //! the index flush (and exiting "by signal 15", which supervisors and tests take for a
 //! crash). A signal during start-up therefore takes effect once start-up is done. Unix
 //! only, as the embedded log is.
 
-use anyhow::Context;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-/// Both handlers, installed; [`Shutdown::received`] waits for either signal.
-pub(crate) struct Shutdown {
+/// Both handlers, installed; [`Shutdown::received`] waits for either signal. Install it
+/// first thing in `main` (inside the runtime), before anything slow.
+pub struct Shutdown {
     interrupt: Signal,
     terminate: Signal,
 }
@@ -18,15 +18,15 @@ pub(crate) struct Shutdown {
 impl Shutdown {
     /// Installs the handlers now (inside the runtime). From here on neither signal ends
     /// the process by itself.
-    pub(crate) fn install() -> anyhow::Result<Self> {
+    pub fn install() -> std::io::Result<Self> {
         Ok(Self {
-            interrupt: signal(SignalKind::interrupt()).context("cannot catch SIGINT")?,
-            terminate: signal(SignalKind::terminate()).context("cannot catch SIGTERM")?,
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
         })
     }
 
     /// Waits for SIGINT or SIGTERM, including one that arrived since [`Self::install`].
-    pub(crate) async fn received(mut self) {
+    pub async fn received(mut self) {
         tokio::select! {
             _ = self.interrupt.recv() => tracing::info!("SIGINT received"),
             _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
