@@ -368,13 +368,7 @@ async fn check(store: &dyn EventStore, status: &SagaStatus, orders: &[(String, K
 
     // Every instance is registered (registrations run in the background but are durable
     // before the checkpoint passes the start event).
-    let mut listed = HashSet::new();
-    let mut from = Some(0);
-    while let Some(f) = from {
-        let page = status.list(f, 100).await.unwrap();
-        listed.extend(page.instances.into_iter().map(|i| i.key));
-        from = page.next_from;
-    }
+    let listed = listed(status).await;
     for (key, _) in orders {
         assert!(listed.contains(key), "{key} is not listed (seed {seed})");
     }

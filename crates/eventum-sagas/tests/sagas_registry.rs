@@ -107,18 +107,6 @@ impl EventStore for RegistryAppends {
     }
 }
 
-/// Every key the registry lists, page by page.
-async fn listed(status: &SagaStatus) -> HashSet<String> {
-    let mut keys = HashSet::new();
-    let mut from = Some(0);
-    while let Some(f) = from {
-        let page = status.list(f, 100).await.unwrap();
-        keys.extend(page.instances.into_iter().map(|i| i.key));
-        from = page.next_from;
-    }
-    keys
-}
-
 /// Waits until the registry lists every key of `expected`.
 async fn wait_listed(status: &SagaStatus, expected: &HashSet<String>) {
     let started = Instant::now();

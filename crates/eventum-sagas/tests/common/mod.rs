@@ -282,6 +282,18 @@ pub async fn wait_for_status(status: &SagaStatus, key: &str, expected: Status) -
     wait_for(status, key, |v| v.status == expected).await
 }
 
+/// Every key the instance registry lists, page by page.
+pub async fn listed(status: &SagaStatus) -> HashSet<String> {
+    let mut keys = HashSet::new();
+    let mut from = Some(0);
+    while let Some(f) = from {
+        let page = status.list(f, 100).await.unwrap();
+        keys.extend(page.instances.into_iter().map(|i| i.key));
+        from = page.next_from;
+    }
+    keys
+}
+
 /// Every event of the store, in position order.
 pub async fn all_events(store: &dyn EventStore) -> Vec<RecordedEvent> {
     let mut out: Vec<RecordedEvent> = Vec::new();
