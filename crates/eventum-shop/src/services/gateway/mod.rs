@@ -111,7 +111,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(gateway))
+    axum::serve(eventum_server::without_nagle(listener), router(gateway))
         .with_graceful_shutdown(shutdown)
         .await
 }
