@@ -62,7 +62,9 @@ fn shop_crash_child() {
             writeln!(out, "READY {addr}").unwrap();
             out.flush().unwrap();
         }
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(eventum_server::without_nagle(listener), app)
+            .await
+            .unwrap();
     });
 }
 
