@@ -119,12 +119,10 @@ mod tests {
         let mut listener = without_nagle(listener);
         let client = TcpStream::connect(addr);
         let ((server_side, _), client) = tokio::join!(listener.accept(), client);
-        let client = client.unwrap();
+        drop(client.unwrap());
         assert!(
             server_side.nodelay().unwrap(),
             "the server's side has Nagle on"
         );
-        // Only the listener's side is changed: the client's stays as it was opened.
-        assert!(!client.nodelay().unwrap());
     }
 }
