@@ -34,12 +34,26 @@ use state::AppState;
 /// Events or WebSocket response is a run of small writes; with Nagle on, each one written
 /// while the previous is unacknowledged waits for the client's delayed ACK (40 ms on
 /// Linux), which put 40 ms into the tail of every live subscription.
-pub fn without_nagle(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
+fn without_nagle(listener: TcpListener) -> impl Listener<Io = TcpStream, Addr = SocketAddr> {
     listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "cannot turn Nagle's algorithm off on a connection");
         }
     })
+}
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops accepting and waits for
+/// in-flight requests. Every HTTP server of ours (`eventum serve`, the shop gateway, the
+/// requirements service) serves through this, so each accepts connections the same way
+/// (Nagle off, see [`without_nagle`]).
+pub async fn serve_app(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(without_nagle(listener), app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// The application router over `store`. Subscriptions it serves end only when their client
@@ -97,13 +111,12 @@ pub async fn serve_with_routes(
     if let Some(routes) = routes {
         app = routes.merge(app);
     }
-    axum::serve(without_nagle(listener), app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: ending subscriptions, finishing requests");
-            signal.send_replace(true);
-        })
-        .await
+    serve_app(listener, app, async move {
+        shutdown.await;
+        tracing::info!("shutting down: ending subscriptions, finishing requests");
+        signal.send_replace(true);
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ fn shop_crash_child() {
             writeln!(out, "READY {addr}").unwrap();
             out.flush().unwrap();
         }
-        axum::serve(eventum_server::without_nagle(listener), app)
+        eventum_server::serve_app(listener, app, std::future::pending())
             .await
             .unwrap();
     });

@@ -94,7 +94,11 @@ async fn serve(
     let app = eventum_shop::http::router(running.shop.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(eventum_server::without_nagle(listener), app).await });
+    tokio::spawn(eventum_server::serve_app(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     let api = Api {
         base: format!("http://{addr}"),
         http: reqwest::Client::new(),

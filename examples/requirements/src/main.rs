@@ -55,9 +55,12 @@ async fn main() -> anyhow::Result<()> {
                 listener.local_addr()?,
                 data.display()
             );
-            axum::serve(listener, http::router(running.service.clone()))
-                .with_graceful_shutdown(shutdown.received())
-                .await?;
+            eventum_server::serve_app(
+                listener,
+                http::router(running.service.clone()),
+                shutdown.received(),
+            )
+            .await?;
             running.shutdown().await;
         }
         Cmd::Rebuild { data, model } => {

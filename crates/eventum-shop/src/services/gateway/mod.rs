@@ -111,9 +111,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(eventum_server::without_nagle(listener), router(gateway))
-        .with_graceful_shutdown(shutdown)
-        .await
+    eventum_server::serve_app(listener, router(gateway), shutdown).await
 }
 
 /// The gateway's operations; cheap to clone.
