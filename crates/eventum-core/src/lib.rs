@@ -6,6 +6,7 @@ pub mod command;
 pub mod error;
 pub mod event;
 pub mod limits;
+pub mod metadata_field;
 pub mod store;
 pub mod stream;
 pub mod subscription;

@@ -76,16 +76,7 @@ impl RecentCommands {
 
 /// The command id in an event's metadata, if the repository wrote it.
 pub fn command_id_of(event: &RecordedEvent) -> Option<Uuid> {
-    if event.metadata.is_empty() {
-        return None;
-    }
-    #[derive(Deserialize)]
-    struct Meta {
-        command_id: Option<Uuid>,
-    }
-    serde_json::from_slice::<Meta>(&event.metadata)
-        .ok()
-        .and_then(|m| m.command_id)
+    event.metadata_uuid("command_id")
 }
 
 /// One aggregate instance in memory.

@@ -45,6 +45,10 @@ pub struct Instance<S> {
     /// The effects of the last step.
     pub last_effects: Effects,
     last_effects_step: Option<u64>,
+    /// The run of a saga runner that recorded the stream's last event, as loaded
+    /// (see [`crate::records::runner_of`]); `None` for a fresh instance or an event
+    /// without the stamp.
+    pub written_by: Option<Uuid>,
 }
 
 impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
@@ -63,6 +67,7 @@ impl<S: Default + serde::de::DeserializeOwned> Instance<S> {
             start_trigger: None,
             last_effects: Effects::default(),
             last_effects_step: None,
+            written_by: None,
         }
     }
 

@@ -45,6 +45,9 @@ pub(crate) async fn fold_stream<S: Default + DeserializeOwned>(
             instance.version = Some(event.version);
             from = event.version + 1;
         }
+        if let Some(last) = page.last() {
+            instance.written_by = crate::records::runner_of(last);
+        }
         if page.len() < page_events_max {
             return Ok(());
         }

@@ -11,6 +11,21 @@ use crate::saga::Status;
 /// The namespace of every id this crate derives.
 const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7475_6d2d_7361_6761_7300_0001);
 
+/// The metadata key under which a runner stamps each step event with its run id (new at
+/// every [`crate::SagaRunner::start`]).
+pub const RUNNER_METADATA_KEY: &str = "runner";
+
+/// The metadata of a step event recorded by the run `run_id`.
+pub fn runner_metadata(run_id: Uuid) -> serde_json::Value {
+    serde_json::json!({ RUNNER_METADATA_KEY: run_id })
+}
+
+/// The run that recorded `event`, from its metadata; `None` when it carries no stamp (or
+/// an unreadable one: the caller then assumes the worst, another run).
+pub fn runner_of(event: &RecordedEvent) -> Option<Uuid> {
+    event.metadata_uuid(RUNNER_METADATA_KEY)
+}
+
 /// A UUID v5 of `parts`, joined by `/`.
 pub fn derived_id(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&ID_NAMESPACE, parts.join("/").as_bytes())

@@ -52,6 +52,7 @@ impl SagaRunner {
         );
         book.load().await?;
         let registry = records::registry_stream(&name)?;
+        let run_id = uuid::Uuid::now_v7();
         let (stop_tx, stop_rx) = watch::channel(false);
         let runner = Runner {
             cache: InstanceCache::new(config.cache_instances_max),
@@ -68,6 +69,8 @@ impl SagaRunner {
                 clock,
                 book,
                 registry,
+                run_id,
+                step_metadata: records::runner_metadata(run_id),
             }),
             checkpoint,
             saved_position: from,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use eventum_core::{
     AppendError, CommandSender, EventStore, ExpectedVersion, NewEvent, RecordedEvent, StreamName,
 };
+use uuid::Uuid;
 
 use crate::clock::Clock;
 use crate::config::SagaConfig;
@@ -29,6 +30,24 @@ pub struct Context<G: Saga> {
     pub clock: Arc<dyn Clock>,
     pub book: DeadlineBook,
     pub registry: StreamName,
+    /// This run of the runner (new at every start), stamped on every step event it
+    /// records: a step this run recorded had its effects carried out before its instance
+    /// could be cached, so reloading it after an eviction does not redo them.
+    pub run_id: Uuid,
+    /// [`records::runner_metadata`] of `run_id`, built once.
+    pub step_metadata: serde_json::Value,
+}
+
+/// What [`Slot::checkout`] hands over: the instance, the rejections of the effects it
+/// redid, and whether it redid any.
+type CheckedOut<S> = (Instance<S>, Vec<CommandRejection>, bool);
+
+/// A step's event with this run's stamp (its id stays the plan's, so a retried append is
+/// still recognised).
+fn stamped<G: Saga>(event: NewEvent, cx: &Context<G>) -> NewEvent {
+    event
+        .with_metadata(cx.step_metadata.clone())
+        .expect("the runner stamp is a JSON object without correlation keys")
 }
 
 /// A piece of work for one instance.
@@ -135,13 +154,12 @@ impl<G: Saga> Slot<G> {
 
     async fn fire(&mut self, entry: DeadlineEntry) -> Result<(), RunError> {
         let id = entry.deadline_id;
-        let loaded = self.instance.is_none();
-        let (instance, rejections) = self.checkout().await?;
+        let (instance, rejections, redone) = self.checkout().await?;
         let pending = instance.pending.values().any(|p| p.deadline_id == id);
         let handled = instance.handled.contains(&id);
         self.instance = Some(instance);
         self.chain(rejections).await?;
-        if loaded && pending {
+        if redone && pending {
             // Loading redid the instance's last effects, which may have appended an answer
             // that should come before this deadline: decide on the next round, after the
             // catch-up check.
@@ -166,20 +184,24 @@ impl<G: Saga> Slot<G> {
         self.process(OwnedTrigger::Deadline(fired), false).await
     }
 
-    /// Takes the instance in hand, or loads it; a loaded instance's last step gets its
-    /// effects carried out again (they may not have been before a crash).
-    async fn checkout(&mut self) -> Result<(Instance<G::State>, Vec<CommandRejection>), RunError> {
+    /// Takes the instance in hand, or loads it. A loaded instance's last step gets its
+    /// effects carried out again when another run recorded it (a crash may have cut them
+    /// short); a step of this run had them carried out before the instance was cached, so
+    /// an eviction costs a read and nothing more (a failure ends the run, and the next
+    /// run redoes them). Also says whether effects were redone.
+    async fn checkout(&mut self) -> Result<CheckedOut<G::State>, RunError> {
         if let Some(instance) = self.instance.take() {
-            return Ok((instance, Vec::new()));
+            return Ok((instance, Vec::new(), false));
         }
         let instance = self.load().await?;
-        let rejections = if instance.exists() {
+        let redo = instance.exists() && instance.written_by != Some(self.cx.run_id);
+        let rejections = if redo {
             let effects = instance.last_effects.clone();
             self.perform(&effects).await?
         } else {
             Vec::new()
         };
-        Ok((instance, rejections))
+        Ok((instance, rejections, redo))
     }
 
     async fn load(&self) -> Result<Instance<G::State>, RunError> {
@@ -208,7 +230,7 @@ impl<G: Saga> Slot<G> {
         let config = &cx.config;
         let mut rejections = Vec::new();
         for _ in 0..=config.conflict_retries_max {
-            let (mut instance, earlier) = self.checkout().await?;
+            let (mut instance, earlier, _) = self.checkout().await?;
             rejections.extend(earlier);
             let skip = instance.handled.contains(&trigger.id())
                 || (!instance.exists() && !may_start)
@@ -244,7 +266,7 @@ impl<G: Saga> Slot<G> {
             match self
                 .cx
                 .store
-                .append(&instance.stream, expected, vec![plan.event])
+                .append(&instance.stream, expected, vec![stamped(plan.event, &cx)])
                 .await
             {
                 Ok(result) => {

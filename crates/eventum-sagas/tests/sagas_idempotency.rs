@@ -28,15 +28,7 @@ async fn redelivery_after_a_crash_sends_no_command_twice() {
     let store: Arc<dyn EventStore> = open(dir.path());
     let status = SagaStatus::new(store.clone(), "order");
     let services = Services::new(store.clone());
-    let runner = SagaRunner::start(
-        store.clone(),
-        services.clone(),
-        order_saga(None),
-        lagging_checkpoint(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), services.clone(), lagging_checkpoint()).await;
     for i in 0..4 {
         place_order(store.as_ref(), &format!("d{i}"), json!({})).await;
     }
@@ -79,15 +71,7 @@ async fn redelivery_after_a_crash_sends_no_command_twice() {
 
     // The restarted runner gets every event again.
     let services = Services::new(store.clone());
-    let runner = SagaRunner::start(
-        store.clone(),
-        services.clone(),
-        order_saga(None),
-        lagging_checkpoint(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), services.clone(), lagging_checkpoint()).await;
     // Events are handled in order: once this new order completes, the old ones were
     // handled again.
     place_order(store.as_ref(), "after", json!({})).await;

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use common::*;
 use eventum_core::{Causation, EventStore};
 use eventum_sagas::records::InstanceRecord;
-use eventum_sagas::{SagaConfig, SagaRunner, SagaStatus, Status, SystemClock};
+use eventum_sagas::{SagaConfig, SagaStatus, Status};
 use serde_json::json;
 
 struct Setup {
@@ -29,15 +29,7 @@ async fn setup() -> Setup {
         send_retry_delay_ms: 1,
         ..SagaConfig::default()
     };
-    let runner = SagaRunner::start(
-        store.clone(),
-        services.clone(),
-        order_saga(None),
-        config,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), services.clone(), config).await;
     Setup {
         status: SagaStatus::new(store.clone(), "order"),
         _dir: dir,

@@ -14,8 +14,7 @@ use eventum_core::{
 };
 use eventum_sagas::records::checkpoint_stream;
 use eventum_sagas::{
-    Choreography, CommandSpec, ReactorConfig, ReactorRunner, SagaConfig, SagaRunner, SagaStatus,
-    Status, SystemClock,
+    Choreography, CommandSpec, ReactorConfig, ReactorRunner, SagaConfig, SagaStatus, Status,
 };
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -82,15 +81,7 @@ async fn a_stuck_instance_holds_up_no_other_and_stays_behind_the_checkpoint() {
         order_id: "stuck",
         gate: Arc::new(Semaphore::new(0)),
     });
-    let runner = SagaRunner::start(
-        store.clone(),
-        gated,
-        order_saga(None),
-        config.clone(),
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), gated, config.clone()).await;
     let stuck = place_order(store.as_ref(), "stuck", json!({})).await;
     let others: Vec<String> = (0..40).map(|i| format!("o{i}")).collect();
     for id in &others {
@@ -113,15 +104,7 @@ async fn a_stuck_instance_holds_up_no_other_and_stays_behind_the_checkpoint() {
     // A crash with the stuck command in hand; the restart redelivers from the checkpoint.
     runner.abort().await;
     let executed_before = services.executed_types().len();
-    let runner = SagaRunner::start(
-        store.clone(),
-        services.clone(),
-        order_saga(None),
-        config,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), services.clone(), config).await;
     wait_for_status(&status, "stuck", Status::Completed).await;
     runner.stop().await.unwrap();
     // Only the stuck order's three commands ran after the restart; the others' steps were
@@ -166,15 +149,7 @@ async fn one_instance_at_a_time_gives_the_same_outcomes() {
         events_in_flight_max: 2,
         ..SagaConfig::default()
     };
-    let runner = SagaRunner::start(
-        store.clone(),
-        services.clone(),
-        order_saga(None),
-        config,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner = start_order_saga(store.clone(), services.clone(), config).await;
     for i in 0..10 {
         let fail = if i % 2 == 0 {
             json!({})

@@ -15,7 +15,7 @@ use eventum_core::{
     ReadError, RecordedEvent, StreamMetadata, StreamName, StreamState, Subscription,
     SubscriptionFrom, SubscriptionTarget,
 };
-use eventum_sagas::{SagaConfig, SagaRunner, SagaStatus, Status, SystemClock};
+use eventum_sagas::{SagaConfig, SagaStatus, Status};
 use serde_json::json;
 
 const REGISTRY: &str = "$saga-instances-order";
@@ -27,6 +27,16 @@ struct RegistryAppends {
 }
 
 impl RegistryAppends {
+    /// A store in `dir`, counted, and the same as a trait object.
+    fn open(dir: &std::path::Path) -> (Arc<Self>, Arc<dyn EventStore>) {
+        let store = Arc::new(Self {
+            inner: open(dir),
+            sizes: Mutex::new(Vec::new()),
+        });
+        let dyn_store: Arc<dyn EventStore> = store.clone();
+        (store, dyn_store)
+    }
+
     fn sizes(&self) -> Vec<usize> {
         self.sizes.lock().unwrap().clone()
     }
@@ -129,12 +139,7 @@ async fn registrations_are_prompt_alone_and_batched_in_a_burst() {
     const BATCH_MAX: usize = 16;
     const BURST: usize = 200;
     let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventStore> = open(dir.path());
-    let store = Arc::new(RegistryAppends {
-        inner: log,
-        sizes: Mutex::new(Vec::new()),
-    });
-    let dyn_store: Arc<dyn EventStore> = store.clone();
+    let (store, dyn_store) = RegistryAppends::open(dir.path());
     let status = SagaStatus::new(dyn_store.clone(), "order");
     // No checkpoint in the test's time: registering must not wait for one.
     let config = SagaConfig {
@@ -143,15 +148,8 @@ async fn registrations_are_prompt_alone_and_batched_in_a_burst() {
         checkpoint_interval_ms: 3_600_000,
         ..SagaConfig::default()
     };
-    let runner = SagaRunner::start(
-        dyn_store.clone(),
-        Services::new(dyn_store.clone()),
-        order_saga(None),
-        config,
-        Arc::new(SystemClock),
-    )
-    .await
-    .unwrap();
+    let runner =
+        start_order_saga(dyn_store.clone(), Services::new(dyn_store.clone()), config).await;
 
     // Given a lone order, its instance is listed once its first step is done, in one
     // append of its own.
@@ -193,5 +191,49 @@ async fn registrations_are_prompt_alone_and_batched_in_a_burst() {
         burst_sizes.iter().all(|&n| n <= BATCH_MAX),
         "an append over the batch bound of {BATCH_MAX}: {sizes:?}"
     );
+    runner.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_evicted_from_the_cache_are_reloaded_without_redoing_their_steps() {
+    const ORDERS: usize = 60;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, dyn_store) = RegistryAppends::open(dir.path());
+    let status = SagaStatus::new(dyn_store.clone(), "order");
+    let services = Services::new(dyn_store.clone());
+    // Given a runner that keeps one instance in memory, so that interleaved orders evict
+    // each other between their steps,
+    let config = SagaConfig {
+        cache_instances_max: 1,
+        ..SagaConfig::default()
+    };
+    let runner = start_order_saga(dyn_store.clone(), services.clone(), config).await;
+
+    // when many orders run at once,
+    let mut placing = tokio::task::JoinSet::new();
+    for i in 0..ORDERS {
+        let store = store.clone();
+        placing.spawn(async move {
+            place_order(store.as_ref(), &format!("evicted-{i}"), json!({})).await;
+        });
+    }
+    placing.join_all().await;
+    for i in 0..ORDERS {
+        wait_for_status(&status, &format!("evicted-{i}"), Status::Completed).await;
+    }
+
+    // then each instance was registered once and each command sent once (payment, stock,
+    // shipping): a reload after an eviction within the run redid nothing.
+    let registered: usize = store.sizes().iter().sum();
+    assert_eq!(
+        registered, ORDERS,
+        "registry records for {ORDERS} instances"
+    );
+    assert_eq!(
+        services.sends.load(std::sync::atomic::Ordering::SeqCst),
+        3 * ORDERS as u64,
+        "sends for {ORDERS} orders of three steps"
+    );
+    assert_eq!(services.executed_types().len(), 3 * ORDERS);
     runner.stop().await.unwrap();
 }

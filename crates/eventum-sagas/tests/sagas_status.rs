@@ -10,7 +10,7 @@ use std::sync::Arc;
 use common::*;
 use eventum_core::{ErrorCode, EventStore, ExpectedVersion, NewEvent, StreamName};
 use eventum_sagas::records::InstanceRecord;
-use eventum_sagas::{QueryError, SagaConfig, SagaRunner, SagaStatus, Status, SystemClock};
+use eventum_sagas::{QueryError, SagaConfig, SagaStatus, Status};
 use serde_json::json;
 
 #[tokio::test]
@@ -178,13 +178,10 @@ async fn an_instance_recorded_one_event_per_record_goes_on() {
 
 /// The order saga's runner on `store`, with the test services answering its commands.
 async fn start_runner(store: &Arc<dyn EventStore>) -> eventum_sagas::SagaHandle {
-    SagaRunner::start(
+    start_order_saga(
         store.clone(),
         Services::new(store.clone()),
-        order_saga(None),
         SagaConfig::default(),
-        Arc::new(SystemClock),
     )
     .await
-    .unwrap()
 }

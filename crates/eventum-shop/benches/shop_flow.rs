@@ -105,6 +105,7 @@ async fn shop(
     config.flow = flow;
     config.flow_partitions = partitions;
     config.flow_orders_in_flight_max = env("SHOP_BENCH_IN_FLIGHT", 256);
+    config.flow_instances_cached_max = env("SHOP_BENCH_CACHED", config.flow_instances_cached_max);
     let running = RunningShop::start(store.clone(), config)
         .await
         .expect("shop");

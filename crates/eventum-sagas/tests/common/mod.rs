@@ -20,7 +20,10 @@ use eventum_core::{
 };
 use eventum_log::{LogConfig, LogStore, OpenError};
 use eventum_sagas::records::InstanceRecord;
-use eventum_sagas::{InstanceView, Orchestrator, SagaStatus, Status, StepDef};
+use eventum_sagas::{
+    InstanceView, Orchestrator, SagaConfig, SagaHandle, SagaRunner, SagaStatus, Status, StepDef,
+    SystemClock,
+};
 use serde_json::json;
 
 /// Upper bound on any wait in these tests: a broken runner fails the test, not hangs it.
@@ -231,6 +234,23 @@ pub fn order_saga(timeout_ms: Option<u64>) -> Orchestrator {
         "CancelFailed",
     ))
     .compensation_retries_max(2)
+}
+
+/// Starts [`order_saga`] (no timeouts) on the system clock.
+pub async fn start_order_saga(
+    store: Arc<dyn EventStore>,
+    sender: Arc<dyn CommandSender>,
+    config: SagaConfig,
+) -> SagaHandle {
+    SagaRunner::start(
+        store,
+        sender,
+        order_saga(None),
+        config,
+        Arc::new(SystemClock),
+    )
+    .await
+    .unwrap()
 }
 
 /// Appends an `OrderPlaced` for `order_id` with extra data fields.
