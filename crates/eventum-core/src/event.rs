@@ -100,6 +100,14 @@ impl NewEvent {
         Ok(self)
     }
 
+    /// Gives this event the user metadata of `template`, shared rather than copied: a
+    /// writer that stamps every event it writes alike builds the stamp once. The
+    /// correlation and causation ids stay this event's own.
+    pub fn with_metadata_of(mut self, template: &NewEvent) -> Self {
+        self.metadata = template.metadata.clone();
+        self
+    }
+
     pub fn id(&self) -> EventId {
         self.id
     }
@@ -293,6 +301,23 @@ mod tests {
             NewEvent::from_json("T", &b"\"\xff6\""[..]),
             Err(InvalidInput::DataNotJson(_))
         ));
+    }
+
+    #[test]
+    fn metadata_of_a_template_is_shared_and_the_ids_stay_the_events_own() {
+        let template = NewEvent::new("Stamp", &json!({}))
+            .unwrap()
+            .with_metadata(json!({"runner": "r1", "correlation_id": Uuid::now_v7()}))
+            .unwrap();
+        let own = Uuid::now_v7();
+        let e = NewEvent::new("T", &json!(1))
+            .unwrap()
+            .with_correlation_id(own)
+            .with_metadata_of(&template);
+        assert_eq!(&e.metadata()[..], br#"{"runner":"r1"}"#);
+        assert_eq!(e.metadata().as_ptr(), template.metadata().as_ptr());
+        assert_eq!(e.correlation_id(), Some(own));
+        assert_eq!(e.causation_id(), None);
     }
 
     #[test]

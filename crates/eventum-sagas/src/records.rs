@@ -15,9 +15,12 @@ const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6576_656e_7475_6d2d_7361_6761_7300_
 /// every [`crate::SagaRunner::start`]).
 pub const RUNNER_METADATA_KEY: &str = "runner";
 
-/// The metadata of a step event recorded by the run `run_id`.
-pub fn runner_metadata(run_id: Uuid) -> serde_json::Value {
-    serde_json::json!({ RUNNER_METADATA_KEY: run_id })
+/// An event whose metadata stamps it as recorded by the run `run_id`: step events take
+/// its metadata ([`NewEvent::with_metadata_of`]).
+pub fn runner_stamp(run_id: Uuid) -> NewEvent {
+    NewEvent::new("RunnerStamp", &())
+        .and_then(|e| e.with_metadata(serde_json::json!({ RUNNER_METADATA_KEY: run_id })))
+        .expect("a JSON object without correlation keys is valid metadata")
 }
 
 /// The run that recorded `event`, from its metadata; `None` when it carries no stamp (or

@@ -70,7 +70,7 @@ impl SagaRunner {
                 book,
                 registry,
                 run_id,
-                step_metadata: records::runner_metadata(run_id),
+                step_stamp: records::runner_stamp(run_id),
             }),
             checkpoint,
             saved_position: from,

@@ -34,8 +34,9 @@ pub struct Context<G: Saga> {
     /// records: a step this run recorded had its effects carried out before its instance
     /// could be cached, so reloading it after an eviction does not redo them.
     pub run_id: Uuid,
-    /// [`records::runner_metadata`] of `run_id`, built once.
-    pub step_metadata: serde_json::Value,
+    /// An event carrying [`records::runner_stamp`] of `run_id`, built once: step
+    /// events share its metadata bytes.
+    pub step_stamp: NewEvent,
 }
 
 /// What [`Slot::checkout`] hands over: the instance, the rejections of the effects it
@@ -45,9 +46,7 @@ type CheckedOut<S> = (Instance<S>, Vec<CommandRejection>, bool);
 /// A step's event with this run's stamp (its id stays the plan's, so a retried append is
 /// still recognised).
 fn stamped<G: Saga>(event: NewEvent, cx: &Context<G>) -> NewEvent {
-    event
-        .with_metadata(cx.step_metadata.clone())
-        .expect("the runner stamp is a JSON object without correlation keys")
+    event.with_metadata_of(&cx.step_stamp)
 }
 
 /// A piece of work for one instance.
