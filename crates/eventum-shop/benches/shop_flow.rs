@@ -5,7 +5,11 @@
 //! is confirmed orders/s over baseline appends/s (an order costs about a dozen appends).
 //!
 //! Run: `cargo bench -p eventum-shop --bench shop_flow` (env `SHOP_BENCH_ORDERS`, default
-//! 10,000; `SHOP_BENCH_CLIENTS`, default 64; `SHOP_BENCH_PARTITIONS`, default 1).
+//! 10,000; `SHOP_BENCH_CLIENTS`, default 64; `SHOP_BENCH_PARTITIONS`, default 1;
+//! `SHOP_BENCH_IN_FLIGHT`, orders the flow runs at once, default 256;
+//! `SHOP_BENCH_CACHED`, saga instances kept in memory, default the shop's 16,384;
+//! `SHOP_BENCH_TYPES` set: count the events written by type; `SHOP_BENCH_DIR`, where the
+//! stores go, default the working directory).
 
 use std::collections::HashMap;
 use std::sync::Arc;
