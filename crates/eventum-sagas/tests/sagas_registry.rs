@@ -117,6 +117,18 @@ impl EventStore for RegistryAppends {
     }
 }
 
+/// Places orders `{prefix}-0` … `{prefix}-{n - 1}` concurrently.
+async fn place_at_once(store: &Arc<RegistryAppends>, prefix: &str, n: usize) {
+    let mut placing = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (store, id) = (store.clone(), format!("{prefix}-{i}"));
+        placing.spawn(async move {
+            place_order(store.as_ref(), &id, json!({})).await;
+        });
+    }
+    placing.join_all().await;
+}
+
 /// Waits until the registry lists every key of `expected`.
 async fn wait_listed(status: &SagaStatus, expected: &HashSet<String>) {
     let started = Instant::now();
@@ -158,14 +170,7 @@ async fn registrations_are_prompt_alone_and_batched_in_a_burst() {
     assert_eq!(store.sizes(), [1]);
 
     // When a burst of orders arrives at once,
-    let mut placing = tokio::task::JoinSet::new();
-    for i in 0..BURST {
-        let store = store.clone();
-        placing.spawn(async move {
-            place_order(store.as_ref(), &format!("burst-{i}"), json!({})).await;
-        });
-    }
-    placing.join_all().await;
+    place_at_once(&store, "burst", BURST).await;
     let mut expected: HashSet<String> = (0..BURST).map(|i| format!("burst-{i}")).collect();
     expected.insert("solo".into());
     for key in &expected {
@@ -210,14 +215,7 @@ async fn instances_evicted_from_the_cache_are_reloaded_without_redoing_their_ste
     let runner = start_order_saga(dyn_store.clone(), services.clone(), config).await;
 
     // when many orders run at once,
-    let mut placing = tokio::task::JoinSet::new();
-    for i in 0..ORDERS {
-        let store = store.clone();
-        placing.spawn(async move {
-            place_order(store.as_ref(), &format!("evicted-{i}"), json!({})).await;
-        });
-    }
-    placing.join_all().await;
+    place_at_once(&store, "evicted", ORDERS).await;
     for i in 0..ORDERS {
         wait_for_status(&status, &format!("evicted-{i}"), Status::Completed).await;
     }
