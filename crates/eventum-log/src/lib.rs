@@ -3,6 +3,7 @@
 
 pub mod codec;
 pub mod config;
+mod dedupe;
 pub mod disk;
 pub mod error;
 mod file_view;

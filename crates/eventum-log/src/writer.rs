@@ -11,9 +11,9 @@ use eventum_core::{
     StorageError, StorageErrorKind, StreamMetadata, StreamName,
 };
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use crate::codec::{self, RecordHeader};
+use crate::dedupe::Dedupe;
 use crate::index::{IndexEntry, IndexTail, StreamChange};
 use crate::segment::{SEGMENT_HEADER_BYTES, Segment};
 use crate::shared::{Shared, io_error, now_us};
@@ -51,48 +51,6 @@ struct CachedStream {
     /// The next position after this stream's last change; once the index has reached it,
     /// the entry may be evicted and reloaded from the index.
     touched: u64,
-}
-
-/// Recently written event ids, to recognise a retried append whatever its expectation.
-///
-/// Two generations instead of a FIFO of single ids: ids go into `current`, and when it
-/// holds `capacity` it replaces `previous`, which is dropped whole. The window therefore
-/// always covers at least the last `capacity` ids (at most twice that), and no insert pays
-/// for evicting one old id, a cache miss into a large table on every event.
-struct Dedupe {
-    capacity: usize,
-    current: IdMap,
-    previous: IdMap,
-}
-
-/// Event id → (stream, version, position). foldhash instead of SipHash: ids are 16 bytes
-/// hashed once per event on the writer thread; its per-process seed keeps chosen ids from
-/// colliding on purpose.
-type IdMap = foldhash::HashMap<Uuid, (Arc<str>, u64, u64)>;
-
-impl Dedupe {
-    fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            current: IdMap::default(),
-            previous: IdMap::default(),
-        }
-    }
-
-    fn get(&self, id: &Uuid) -> Option<&(Arc<str>, u64, u64)> {
-        self.current.get(id).or_else(|| self.previous.get(id))
-    }
-
-    fn insert(&mut self, id: Uuid, stream: Arc<str>, version: u64, position: u64) {
-        if self.capacity == 0 {
-            return;
-        }
-        if self.current.len() >= self.capacity {
-            let fresh = IdMap::with_capacity_and_hasher(self.capacity, Default::default());
-            self.previous = std::mem::replace(&mut self.current, fresh);
-        }
-        self.current.insert(id, (stream, version, position));
-    }
 }
 
 enum Decision {
@@ -141,10 +99,12 @@ impl Writer {
     ) -> Self {
         let mut dedupe = Dedupe::new(shared.config.dedupe_window_events);
         for e in recent {
-            dedupe.insert(e.id, Arc::from(e.stream.as_str()), e.version, e.position);
+            let key = dedupe.stream_key(&e.stream);
+            dedupe.insert(e.id, key, e.version, e.position);
         }
         // Unknown (an unreadable length) leaves readying off for this segment.
         let active_len = active.file.len().unwrap_or(0);
+        let streams_max = shared.config.stream_cache_entries;
         Self {
             shared,
             rx,
@@ -152,7 +112,9 @@ impl Writer {
             active,
             offset,
             next_position,
-            streams: foldhash::HashMap::default(),
+            // Sized once: a cache that doubles as it fills rehashes every entry on the
+            // writer thread, a pause of several milliseconds at tens of thousands.
+            streams: foldhash::HashMap::with_capacity_and_hasher(streams_max, Default::default()),
             dedupe,
             buf: Vec::new(),
             last_ts_us: 0,
@@ -280,6 +242,7 @@ impl Writer {
                 } => (stream, first_version, change, events.unwrap_or(req.events)),
             };
             let mut version = first_version;
+            let key = self.dedupe.stream_key(&stream);
             for event in events {
                 let id = event.id();
                 let offset = self.buf.len() as u64;
@@ -305,7 +268,7 @@ impl Writer {
                     version,
                     change: change.clone(),
                 });
-                ids.push((id, stream.clone(), version, position));
+                ids.push((id, key, version, position));
                 // Moved, not copied: the indexer builds the live event from it, and only
                 // when someone is subscribed.
                 written.push(event);
@@ -339,8 +302,8 @@ impl Writer {
                 self.next_position = position;
                 // Written, not yet durable: a retry of these ids is answered through the
                 // syncer, after the sync that covers them.
-                for (id, stream, version, position) in ids {
-                    self.dedupe.insert(id, stream, version, position);
+                for (id, key, version, position) in ids {
+                    self.dedupe.insert(id, key, version, position);
                 }
                 let tail = IndexTail {
                     next_position: position,
@@ -588,16 +551,15 @@ impl Writer {
         };
         let n = req.events.len() as u64;
         // Recent appends: the id window, whatever the expectation.
-        if let Some((s, version, _)) = self.dedupe.get(&req.events[0].id()) {
-            if &**s != stream || first_version.is_some_and(|f| f != *version) {
+        if let Some((key, version, _)) = self.dedupe.get(&req.events[0].id()) {
+            if key != self.dedupe.stream_key(stream) || first_version.is_some_and(|f| f != version)
+            {
                 return Ok(None);
             }
             let mut last = None;
             for (i, event) in req.events.iter().enumerate() {
                 match self.dedupe.get(&event.id()) {
-                    Some((s2, v, p)) if &**s2 == stream && *v == version + i as u64 => {
-                        last = Some((*v, *p))
-                    }
+                    Some((k, v, p)) if k == key && v == version + i as u64 => last = Some((v, p)),
                     _ => return Ok(None),
                 }
             }
@@ -638,37 +600,5 @@ impl Writer {
             });
         }
         Ok(last)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dedupe_remembers_at_least_the_last_capacity_ids_and_forgets_older_generations() {
-        let mut dedupe = Dedupe::new(3);
-        let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
-        let stream: Arc<str> = Arc::from("s");
-        for (i, id) in ids.iter().enumerate() {
-            dedupe.insert(*id, stream.clone(), i as u64, 100 + i as u64);
-            // Whatever the moment, the last `capacity` ids are recognised.
-            for (j, recent) in ids[..=i].iter().enumerate().rev().take(3) {
-                let (s, version, position) = dedupe.get(recent).expect("recent id");
-                assert_eq!((&**s, *version, *position), ("s", j as u64, 100 + j as u64));
-            }
-        }
-        // Ten inserts with capacity 3: generations rotated at the 4th, 7th and 10th, so
-        // only ids 6..10 are left (bounded at twice the capacity).
-        assert!(ids[..6].iter().all(|id| dedupe.get(id).is_none()));
-        assert!(ids[6..].iter().all(|id| dedupe.get(id).is_some()));
-    }
-
-    #[test]
-    fn dedupe_with_no_capacity_remembers_nothing() {
-        let mut dedupe = Dedupe::new(0);
-        let id = Uuid::now_v7();
-        dedupe.insert(id, Arc::from("s"), 0, 0);
-        assert!(dedupe.get(&id).is_none());
     }
 }
